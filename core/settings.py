@@ -1,0 +1,87 @@
+"""The one typed settings object, read once at start-up from the environment.
+
+Every setting is listed in the README's settings table. Names take the ``OCDS_LIVE_`` prefix, except
+``DATABASE_URL`` and ``KAFKA_BOOTSTRAP_SERVERS``, which keep their conventional names.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from core.exceptions import ConfigurationError, MissingSettingError
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """ocds-live's configuration. Build it with :func:`load_settings`, once, in an entry point."""
+
+    model_config = SettingsConfigDict(env_prefix="OCDS_LIVE_", frozen=True, extra="ignore")
+
+    # where things live
+    data_dir: Path = Field(default=PROJECT_DIR / ".local", description="local services' data and logs")
+    schema_dir: Path | None = Field(
+        default=None, description="folder with the OCDS 1.1.5 release-schema.json and codelists/"
+    )
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "ocds-live", description="where a downloaded schema is kept"
+    )
+    publishers_file: Path = Field(
+        default=PROJECT_DIR / "config" / "publishers.toml", description="publishers, tokens, prefixes"
+    )
+
+    # services
+    database_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "OCDS_LIVE_DATABASE_URL"),
+        description="PostgreSQL DSN; unset: the embedded pgserver under data_dir",
+    )
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "OCDS_LIVE_KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    kafka_controller_port: int = Field(default=9093, description="the local KRaft controller's port")
+
+    # topics
+    releases_topic: str = "ocds.releases"
+    rejected_topic: str = "ocds.rejected"
+    changes_topic: str = "ocds.changes"
+    partitions: int = Field(default=4, ge=1, description="partitions of the topics ocds-live creates")
+    app_id: str = Field(default="ocds-live", description="Faust app id = Kafka consumer group")
+
+    # stream processing
+    batch_size: int = Field(default=500, ge=1, description="releases per store transaction, at most")
+    batch_within: float = Field(default=0.2, gt=0, description="seconds to wait to fill a batch")
+    max_release_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_depth: int = Field(default=64, ge=8, description="deepest JSON nesting accepted in a release")
+
+    # feed server
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_url: str = Field(default="", description="base URL for links; default http://host:port")
+    ws_queue_size: int = Field(default=1000, ge=1, description="changes buffered per websocket")
+    operator_token: SecretStr | None = None
+
+    @cached_property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    def require_operator_token(self) -> str:
+        if self.operator_token is None:
+            raise MissingSettingError("OCDS_LIVE_OPERATOR_TOKEN")
+        return self.operator_token.get_secret_value()
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment, translating pydantic's errors into ours."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'settings'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from exc
