@@ -1,0 +1,1 @@
+"""feed_server stage of ocds-live."""

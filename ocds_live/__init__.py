@@ -1,0 +1,1 @@
+"""ocds_live stage of ocds-live."""
