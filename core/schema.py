@@ -8,7 +8,6 @@ from the standard's website.
 from __future__ import annotations
 
 import csv
-
 import json
 import logging
 import urllib.request

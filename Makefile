@@ -1,0 +1,42 @@
+# The single entry point for people and for CI. `make demo` and `make test` do all the set-up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install demo test lint typecheck unit integration services-up services-down bench clean
+
+$(BIN)/ocds-live: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/ocds-live  ## virtualenv, the package and its dev tools, Kafka's jars
+	$(BIN)/python -c "from core.settings import load_settings; from ocds_live.services import KafkaService; KafkaService(load_settings()).fetch_jars()"
+
+demo: install  ## the live pipeline on a simulated stream, with the dashboard and feeds served
+	$(BIN)/ocds-live demo
+
+test: install  ## lint, types, unit and integration tests against real Kafka and PostgreSQL
+	scripts/test.sh
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy .
+
+services-up: install
+	$(BIN)/ocds-live services up
+
+services-down:
+	$(BIN)/ocds-live services down
+
+bench: install
+	$(BIN)/python bench/producers.py
+	$(BIN)/python bench/merge.py
+
+clean:
+	-$(BIN)/ocds-live services down
+	rm -rf .local $(VENV)

@@ -1,0 +1,152 @@
+"""The one producer API every door uses, topic creation, and the headers releases carry.
+
+kafka-python: idempotent, ``acks=all``, key = ocid (one process stays on one partition), zstd.
+kafka-python's errors become :class:`~core.exceptions.BrokerError` here, at the boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.exceptions import BrokerError, BrokerUnavailableError
+from core.settings import Settings
+
+logger = logging.getLogger("ocds_live.kafka")
+
+HEADER_PUBLISHER = "publisher"
+HEADER_SOURCE = "source"
+HEADER_EVENT_ID = "event-id"
+HEADER_PRODUCED_AT = "produced-at"
+
+
+def event_id(ocid: str, release_id: str, value: bytes) -> str:
+    """A stable id for one release event: the same release sent twice gets the same id."""
+    digest = hashlib.sha256(f"{ocid}\x00{release_id}\x00".encode() + value)
+    return digest.hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class OutgoingRelease:
+    """One release ready for ``ocds.releases``."""
+
+    ocid: str
+    release_id: str
+    value: bytes
+    publisher: str
+    source: str
+
+    @property
+    def event_id(self) -> str:
+        return event_id(self.ocid, self.release_id, self.value)
+
+    def headers(self) -> list[tuple[str, bytes]]:
+        return [
+            (HEADER_PUBLISHER, self.publisher.encode()),
+            (HEADER_SOURCE, self.source.encode()),
+            (HEADER_EVENT_ID, self.event_id.encode()),
+            (HEADER_PRODUCED_AT, str(int(time.time() * 1000)).encode()),
+        ]
+
+
+def headers_dict(headers: Iterable[tuple[str, bytes]] | dict[str, bytes] | None) -> dict[str, str]:
+    """Kafka headers as a str→str dict (last one wins)."""
+    if not headers:
+        return {}
+    items = headers.items() if isinstance(headers, dict) else headers
+    return {k: (v.decode("utf-8", "replace") if isinstance(v, bytes | bytearray) else str(v)) for k, v in items}
+
+
+class ReleaseProducer:
+    """Puts releases on the releases topic and returns only once Kafka acknowledged them."""
+
+    def __init__(self, settings: Settings, *, client_id: str = "ocds-live", **overrides: Any) -> None:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
+        self.topic = settings.releases_topic
+        options: dict[str, Any] = {
+            "bootstrap_servers": settings.kafka_bootstrap_servers,
+            "client_id": client_id,
+            "acks": "all",
+            "enable_idempotence": True,
+            "compression_type": "zstd",
+            "linger_ms": 5,
+            "batch_size": 256 * 1024,
+            "max_request_size": settings.max_release_bytes + 1024 * 1024,
+            "request_timeout_ms": 10_000,
+            "delivery_timeout_ms": 30_000,
+            "max_block_ms": 10_000,
+        }
+        options.update(overrides)
+        try:
+            self._producer = KafkaProducer(**options)
+        except KafkaError as exc:
+            raise BrokerUnavailableError(
+                f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}; "
+                f"start it with `ocds-live services up`"
+            ) from exc
+
+    def send(self, release: OutgoingRelease, topic: str | None = None) -> Any:
+        """Queue one release; returns kafka-python's future (call ``.get()`` to wait for the ack)."""
+        from kafka.errors import KafkaError
+
+        try:
+            return self._producer.send(
+                topic or self.topic, key=release.ocid.encode(), value=release.value, headers=release.headers()
+            )
+        except KafkaError as exc:
+            raise BrokerUnavailableError(f"kafka refused ocid={release.ocid}: {exc}") from exc
+
+    def send_all(self, releases: Sequence[OutgoingRelease], timeout: float = 30.0) -> list[Any]:
+        """Send every release and wait until Kafka acknowledged each (acks=all); return their metadata."""
+        from kafka.errors import KafkaError, KafkaTimeoutError
+
+        futures = [self.send(r) for r in releases]
+        self._producer.flush(timeout=timeout)
+        try:
+            return [f.get(timeout=timeout) for f in futures]
+        except KafkaTimeoutError as exc:
+            raise BrokerUnavailableError(f"kafka did not acknowledge within {timeout:.0f}s: {exc}") from exc
+        except KafkaError as exc:
+            raise BrokerError(f"kafka refused a release: {exc}") from exc
+
+    def flush(self, timeout: float | None = None) -> None:
+        self._producer.flush(timeout=timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        self._producer.close(timeout=timeout)
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create ocds-live's topics if they do not exist (idempotent)."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000)
+    except KafkaError as exc:
+        raise BrokerUnavailableError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        big = str(settings.max_release_bytes + 1024 * 1024)
+        wanted = {
+            settings.releases_topic: {"retention.ms": "-1", "max.message.bytes": big},
+            settings.rejected_topic: {"retention.ms": "-1", "max.message.bytes": str(2 * int(big))},
+            settings.changes_topic: {"retention.ms": "-1"},
+        }
+        new = [
+            NewTopic(name, num_partitions=settings.partitions, replication_factor=1, topic_configs=config)
+            for name, config in wanted.items()
+            if name not in existing
+        ]
+        if new:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(new)
+    finally:
+        admin.close()

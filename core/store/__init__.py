@@ -1,0 +1,1 @@
+"""The PostgreSQL store: releases, records, the change log, rejected releases, consumed offsets."""

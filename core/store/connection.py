@@ -1,0 +1,63 @@
+"""Connections to PostgreSQL, and the one place psycopg2's errors become ours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import psycopg2
+import psycopg2.extensions
+
+from core.exceptions import StoreError, StoreUnavailableError
+from core.settings import Settings
+
+Connection = psycopg2.extensions.connection
+
+
+def embedded_pgdata(settings: Settings) -> Path:
+    return settings.data_dir / "pgdata"
+
+
+def embedded_url(settings: Settings) -> str | None:
+    """The URL of the embedded pgserver PostgreSQL if it runs, read from its postmaster.pid."""
+    from pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(embedded_pgdata(settings))
+    if info is None or not info.is_running():
+        return None
+    return str(info.get_uri())
+
+
+def database_url(settings: Settings) -> str:
+    """DATABASE_URL, else the embedded server's URL; fails with what to do when neither exists."""
+    if settings.database_url:
+        return settings.database_url
+    url = embedded_url(settings)
+    if url is None:
+        raise StoreUnavailableError(
+            "PostgreSQL is not running: start it with `ocds-live services up`, or set DATABASE_URL"
+        )
+    return url
+
+
+def connect(settings: Settings, *, autocommit: bool = False) -> Connection:
+    """A new connection; psycopg2's connection errors become StoreUnavailableError."""
+    url = database_url(settings)
+    try:
+        conn = psycopg2.connect(url, connect_timeout=5, application_name="ocds-live")
+    except psycopg2.OperationalError as exc:
+        raise StoreUnavailableError(f"cannot connect to PostgreSQL: {str(exc).strip()}") from exc
+    conn.autocommit = autocommit
+    return conn
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Translate psycopg2 errors into the store's own, at the boundary."""
+    try:
+        yield
+    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+        raise StoreUnavailableError(f"PostgreSQL failed: {str(exc).strip()}") from exc
+    except psycopg2.Error as exc:
+        raise StoreError(f"PostgreSQL refused: {str(exc).strip()}") from exc

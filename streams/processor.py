@@ -1,0 +1,282 @@
+"""One micro-batch of ``ocds.releases`` messages → one PostgreSQL transaction.
+
+The thin shell around the pure core: validate (``core.validate``), merge (``core.merge``), detect
+changes (``core.changes``), then write releases, records, changes, rejected releases and the consumed
+offsets in one transaction. A message whose offset the store has already recorded is skipped, so a
+re-delivery (restart, rebalance, producer retry) changes nothing and emits no second change event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from core.changes import detect
+from core.exceptions import Finding, MergeConflictError, Where
+from core.kafka import HEADER_PUBLISHER
+from core.merge import MergedRecord, RecordMerger, order_key
+from core.publishers import Publishers
+from core.schema import OcdsSchema
+from core.settings import Settings
+from core.store import writer
+from core.store.connection import Connection, translated_errors
+from core.types import Release
+from core.validate import ReleaseValidator
+
+logger = logging.getLogger("ocds_live.streams")
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One message of the releases topic, as the processor needs it."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def where(self) -> Where:
+        return Where(topic=self.topic, partition=self.partition, offset=self.offset)
+
+
+@dataclass
+class BatchResult:
+    accepted: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    skipped: int = 0  # already processed (offset recorded in the store)
+    changes: int = 0
+
+
+@dataclass
+class _Accepted:
+    msg: Incoming
+    release: Release
+    digest: str
+    findings: list[Finding]
+    publisher: str | None
+
+
+def canonical(release: Release) -> bytes:
+    return orjson.dumps(release, option=orjson.OPT_SORT_KEYS)
+
+
+def digest_of(release: Release) -> str:
+    return hashlib.sha256(canonical(release)).hexdigest()
+
+
+class BatchProcessor:
+    """Validates, merges and stores micro-batches. Synchronous: run it in an executor thread."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        schema: OcdsSchema,
+        publishers: Publishers,
+        connect: Callable[[], Connection],
+    ) -> None:
+        self.settings = settings
+        self.group = settings.app_id
+        self.publishers = publishers
+        self.validator = ReleaseValidator(
+            schema, max_bytes=settings.max_release_bytes, max_depth=settings.max_depth
+        )
+        self.merger = RecordMerger(schema)
+        self._connect = connect
+        self._conn: Connection | None = None
+
+    # -- pure part ------------------------------------------------------------------------------
+
+    def _validate(self, msg: Incoming) -> tuple[_Accepted | None, list[Finding]]:
+        name = msg.headers.get(HEADER_PUBLISHER)
+        publisher = self.publishers.get(name)
+        if publisher is None:
+            finding = Finding("", "publisher", f"unknown publisher {name!r}: register it in the publishers file")
+            return None, [finding]
+        verdict = self.validator.check(msg.value, policy=publisher.policy, prefixes=publisher.checked_prefixes)
+        if not verdict.accepted or verdict.release is None:
+            return None, verdict.findings
+        release = verdict.release
+        return _Accepted(msg, release, digest_of(release), verdict.findings, publisher.name), []
+
+    # -- the transaction ------------------------------------------------------------------------
+
+    def _connection(self) -> Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self._connect()
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            self._conn.close()
+
+    def process(self, batch: Sequence[Incoming]) -> BatchResult:
+        """Apply one batch in one transaction. Raises StoreError/StoreUnavailableError (retry the batch)."""
+        conn = self._connection()
+        try:
+            with translated_errors():
+                result = self._process(conn, batch)
+                conn.commit()
+                return result
+        except BaseException:
+            if not conn.closed:
+                try:
+                    conn.rollback()
+                except Exception:  # noqa: BLE001 - the connection is broken; drop it
+                    conn.close()
+            raise
+
+    def _process(self, conn: Connection, batch: Sequence[Incoming]) -> BatchResult:
+        result = BatchResult()
+        with conn.cursor() as cur:
+            next_offsets = writer.lock_offsets(cur, self.group, {(m.topic, m.partition) for m in batch})
+            fresh = [m for m in batch if m.offset >= next_offsets.get((m.topic, m.partition), 0)]
+            result.skipped = len(batch) - len(fresh)
+            if not fresh:
+                return result
+
+            accepted: list[_Accepted] = []
+            rejected: list[tuple[Incoming, list[Finding], Release | None]] = []
+            for msg in fresh:
+                ok, findings = self._validate(msg)
+                if ok is None:
+                    rejected.append((msg, findings, None))
+                else:
+                    accepted.append(ok)
+
+            # same (ocid, id) twice: identical content is a duplicate; other content is refused,
+            # because accepting it would make the record depend on the order of arrival
+            existing = writer.existing_digests(cur, [(a.release["ocid"], a.release["id"]) for a in accepted])
+            new: list[_Accepted] = []
+            for item in accepted:
+                key = (item.release["ocid"], item.release["id"])
+                known = existing.get(key)
+                if known is None:
+                    existing[key] = item.digest
+                    new.append(item)
+                elif known == item.digest:
+                    result.duplicates += 1
+                else:
+                    finding = Finding(
+                        "/id", "release-id-reused",
+                        f"release id {key[1]!r} was already published for {key[0]} with other content; "
+                        "releases are immutable: publish the change under a new release id",
+                    )
+                    rejected.append((item.msg, [finding], item.release))
+
+            writer.insert_releases(cur, [
+                writer.ReleaseRow(a.release, a.digest, a.publisher, a.findings, a.msg.topic, a.msg.partition,
+                                  a.msg.offset)
+                for a in new
+            ])
+            before_merge = len(rejected)
+            events = self._merge_and_detect(cur, new, rejected)
+            result.changes = writer.append_changes(cur, events, self.settings.base_url)
+            result.accepted = len(new) - (len(rejected) - before_merge)
+            for msg, findings, release in rejected:
+                writer.insert_rejected(cur, msg.value, findings, msg.headers.get(HEADER_PUBLISHER), release,
+                                       msg.topic, msg.partition, msg.offset)
+            result.rejected = len(rejected)
+            writer.save_offsets(cur, self.group, {
+                (m.topic, m.partition): m.offset + 1 for m in sorted(fresh, key=lambda m: m.offset)
+            })
+        return result
+
+    def _merge_and_detect(
+        self, cur: Any, new: list[_Accepted], rejected: list[tuple[Incoming, list[Finding], Release | None]]
+    ) -> list[dict[str, Any]]:
+        by_ocid: dict[str, list[_Accepted]] = defaultdict(list)
+        for item in new:
+            by_ocid[item.release["ocid"]].append(item)
+        records = writer.load_records(cur, sorted(by_ocid), self.merger)
+        events: list[dict[str, Any]] = []
+        for ocid in sorted(by_ocid):
+            items = sorted(by_ocid[ocid], key=lambda a: order_key(a.release))
+            record = records.get(ocid)
+            try:
+                if all(self.merger.can_extend(record, a.release) for a in items[:1]):
+                    record, step_events = self._extend(record, items)
+                else:
+                    record, step_events = self._recompute(cur, ocid, record, items)
+            except MergeConflictError as exc:
+                # the whole ocid's new releases cannot be merged: reject them, keep the record as it was
+                writer.delete_releases(cur, [(ocid, a.release["id"]) for a in items])
+                for a in items:
+                    finding = Finding("", "merge-conflict", exc.detail)
+                    rejected.append((a.msg, [finding], a.release))
+                continue
+            writer.save_record(cur, ocid, record)
+            events += step_events
+        return events
+
+    def _extend(
+        self, record: MergedRecord | None, items: list[_Accepted]
+    ) -> tuple[MergedRecord, list[dict[str, Any]]]:
+        events = []
+        for a in items:
+            before = orjson.loads(orjson.dumps(record.compiled)) if record is not None else None
+            record = self.merger.extend(record, a.release)
+            change = detect(before, record.compiled, a.release)
+            if change is not None:
+                events.append(self._event(a, change.as_dict()))
+        if record is None:  # pragma: no cover - items is never empty
+            raise ValueError("no releases to extend with")
+        return record, events
+
+    def _recompute(
+        self, cur: Any, ocid: str, record: MergedRecord | None, items: list[_Accepted]
+    ) -> tuple[MergedRecord, list[dict[str, Any]]]:
+        """A release arrived out of date order: merge from the stored releases, step by step."""
+        stored = writer.load_releases(cur, ocid)  # includes this batch's new releases
+        new_ids = {a.release["id"] for a in items}
+        base = [r for r in stored if r["id"] not in new_ids]
+        before = record.compiled if record is not None else None
+        events = []
+        merged = record
+        for a in items:
+            base.append(a.release)
+            merged = self.merger.merge(base)
+            change = detect(before, merged.compiled, a.release)
+            if change is not None:
+                events.append(self._event(a, change.as_dict()))
+            before = merged.compiled
+        if merged is None:  # pragma: no cover - items is never empty
+            raise ValueError("no releases to merge")
+        return merged, events
+
+    @staticmethod
+    def _event(item: _Accepted, change: dict[str, Any]) -> dict[str, Any]:
+        release = item.release
+        return {
+            "id": item.msg.headers.get("event-id") or item.digest[:32],
+            "ocid": release["ocid"],
+            "release_id": release["id"],
+            "date": release["date"],
+            "tags": release.get("tag") or [],
+            "publisher": item.publisher,
+            **change,
+        }
+
+    def reject_poison(self, msg: Incoming, exc: BaseException) -> None:
+        """Dead-letter one message that made processing fail unexpectedly, and move past it."""
+        conn = self._connection()
+        finding = Finding("", "internal-error", f"processing failed: {type(exc).__name__}: {exc}; "
+                          "this is a bug in ocds-live: report it with this message's offset")
+        try:
+            with translated_errors(), conn.cursor() as cur:
+                writer.lock_offsets(cur, self.group, [(msg.topic, msg.partition)])
+                writer.insert_rejected(cur, msg.value, [finding], msg.headers.get(HEADER_PUBLISHER), None,
+                                       msg.topic, msg.partition, msg.offset)
+                writer.save_offsets(cur, self.group, {(msg.topic, msg.partition): msg.offset + 1})
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise

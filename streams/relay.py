@@ -1,0 +1,118 @@
+"""Publishes the store's change log and rejected releases to Kafka, in order, at least once.
+
+Writing the store first and publishing from it means a crash between the two loses nothing: the relay
+resumes after the last cursor it recorded. One relay runs at a time (a PostgreSQL advisory lock);
+subscribers of ``ocds.changes`` de-duplicate by ``cursor``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from core.settings import Settings
+from core.store.connection import Connection
+
+logger = logging.getLogger("ocds_live.relay")
+
+_LOCK = 0x0CD5_0002
+BATCH = 1000
+
+
+class Relay:
+    def __init__(self, settings: Settings, connect: Callable[[], Connection]) -> None:
+        self.settings = settings
+        self._connect = connect
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ocds-relay", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._relay()
+            except Exception as exc:  # noqa: BLE001 - keep relaying after broker or store trouble
+                logger.warning("relay failed (%s); retrying in 2s", exc)
+                self._stop.wait(2.0)
+
+    def _relay(self) -> None:
+        from kafka import KafkaProducer
+
+        producer = KafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True,
+            compression_type="zstd", linger_ms=5, max_request_size=4 * self.settings.max_release_bytes,
+        )
+        conn = self._connect()
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                while not self._stop.is_set():
+                    cur.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK,))
+                    if _one(cur):
+                        break
+                    self._stop.wait(5.0)  # another worker relays
+                while not self._stop.is_set():
+                    moved = self._changes(cur, producer) + self._rejected(cur, producer)
+                    if not moved:
+                        self._stop.wait(0.1)
+        finally:
+            producer.close(timeout=5)
+            conn.close()
+
+    def _changes(self, cur: Any, producer: Any) -> int:
+        cur.execute("SELECT last FROM relay_progress WHERE name = 'changes'")
+        last = _one(cur)
+        cur.execute("SELECT cursor, ocid, event::text FROM changes WHERE cursor > %s ORDER BY cursor LIMIT %s",
+                    (last, BATCH))
+        rows = cur.fetchall()
+        for cursor, ocid, event in rows:
+            producer.send(self.settings.changes_topic, key=ocid.encode(), value=event.encode(),
+                          headers=[("cursor", str(cursor).encode())])
+        if rows:
+            producer.flush(timeout=30)
+            cur.execute("UPDATE relay_progress SET last = %s WHERE name = 'changes'", (rows[-1][0],))
+        return len(rows)
+
+    def _rejected(self, cur: Any, producer: Any) -> int:
+        cur.execute("SELECT last FROM relay_progress WHERE name = 'rejected'")
+        last = _one(cur)
+        cur.execute(
+            "SELECT id, ocid, publisher, findings::text, raw, source_topic, source_partition, source_offset "
+            "FROM rejected WHERE id > %s ORDER BY id LIMIT %s", (last, BATCH))
+        rows = cur.fetchall()
+        for _rid, ocid, publisher, findings, raw, topic, partition, offset in rows:
+            headers = [
+                ("findings", findings.encode()),
+                ("source-topic", topic.encode()),
+                ("source-partition", str(partition).encode()),
+                ("source-offset", str(offset).encode()),
+                ("publisher", (publisher or "").encode()),
+            ]
+            producer.send(self.settings.rejected_topic, key=ocid.encode() if ocid else None,
+                          value=bytes(raw), headers=headers)
+        if rows:
+            producer.flush(timeout=30)
+            cur.execute("UPDATE relay_progress SET last = %s WHERE name = 'rejected'", (rows[-1][0],))
+        return len(rows)
+
+
+def _one(cur: Any) -> Any:
+    row = cur.fetchone()
+    return row[0] if row else None
+
+
+def decode_findings(header: bytes) -> list[dict[str, Any]]:
+    findings: list[dict[str, Any]] = orjson.loads(header)
+    return findings
