@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import ORJSONResponse
+from feed_server.responses import JSON, problem
 
 from core.store import reader
 
@@ -29,8 +29,8 @@ async def healthz(request: Request) -> dict[str, Any]:
     return {"status": "ok", "head": request.app.state.hub.head}
 
 
-@router.get("/api/records/{ocid}", response_class=ORJSONResponse)
-async def get_record(ocid: str, request: Request) -> ORJSONResponse:
+@router.get("/api/records/{ocid}", response_class=JSON)
+async def get_record(ocid: str, request: Request) -> JSON:
     """One contracting process as an OCDS record package (compiled and versioned release)."""
     row = await request.app.state.db.run(reader.record, ocid)
     if row is None:
@@ -52,17 +52,17 @@ async def get_record(ocid: str, request: Request) -> ORJSONResponse:
         "publisher": _publisher(request),
         "records": [record],
     }
-    return ORJSONResponse(package)
+    return JSON(package)
 
 
-@router.get("/api/releases/{ocid}/{release_id}", response_class=ORJSONResponse)
-async def get_release(ocid: str, release_id: str, request: Request) -> ORJSONResponse:
+@router.get("/api/releases/{ocid}/{release_id}", response_class=JSON)
+async def get_release(ocid: str, release_id: str, request: Request) -> JSON:
     """One release, in a release package."""
     data = await request.app.state.db.run(reader.release, ocid, release_id)
     if data is None:
         raise HTTPException(404, f"no release {release_id!r} for ocid {ocid!r}")
     base = request.app.state.settings.base_url
-    return ORJSONResponse({
+    return JSON({
         "uri": f"{base}/api/releases/{ocid}/{release_id}",
         "version": OCDS_VERSION,
         "publishedDate": _now(),

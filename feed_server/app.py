@@ -10,7 +10,8 @@ from fastapi import FastAPI
 
 from core.settings import Settings
 from core.store.connection import database_url
-from feed_server import api, ws
+from core.publishers import load_publishers
+from feed_server import api, ingest, ws
 from feed_server.hub import ChangeHub, Database
 
 logger = logging.getLogger("ocds_live.feed")
@@ -23,10 +24,12 @@ def create_app(settings: Settings) -> FastAPI:
         hub = ChangeHub(db)
         await hub.start()
         app.state.settings, app.state.db, app.state.hub = settings, db, hub
+        app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))
         try:
             yield
         finally:
             await hub.stop()
+            app.state.ingest.close()
             db.close()
 
     app = FastAPI(
@@ -37,6 +40,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.include_router(api.router)
     app.include_router(ws.router)
+    app.include_router(ingest.router)
     return app
 
 

@@ -123,8 +123,8 @@ def load_records(cur: Cursor, ocids: Sequence[str], merger: RecordMerger) -> dic
 
 
 def save_record(cur: Cursor, ocid: str, record: MergedRecord) -> None:
-    columns = record_columns(record.compiled)
     summary = summarize(record.compiled)
+    columns = record_columns(record.compiled, summary)
     search_text = unaccent(str(summary.get("search_text") or ""))
     cur.execute(
         """

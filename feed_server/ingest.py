@@ -1,0 +1,153 @@
+"""``POST /api/releases``: publishers push releases over HTTP with a bearer token.
+
+The answer is 202 only after Kafka acknowledged every release (``acks=all``). Everything is checked
+before anything is sent, so a refusal (400, 401, 403, 413, 429) sends nothing. When Kafka cannot be
+reached the answer is 503 with Retry-After; the producer's delivery timeout has then expired, so
+nothing of that request is written later. A retry is safe: the same release again changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from feed_server.responses import JSON, problem
+
+from core.exceptions import AuthenticationError, BrokerError, PrefixNotAllowedError
+from core.kafka import OutgoingRelease, ReleaseProducer
+from core.publishers import Publisher, Publishers
+from core.settings import Settings
+
+router = APIRouter()
+
+DELIVERY_TIMEOUT_MS = 8_000
+
+
+@dataclass
+class TokenBucket:
+    """Releases per second per publisher, with a burst of one second's worth."""
+
+    rate: float
+    tokens: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        self.tokens = self.rate
+
+    def take(self, n: int) -> float:
+        """Take ``n`` tokens; 0.0 when allowed, else the seconds to wait before retrying."""
+        now = time.monotonic()
+        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if n <= self.tokens or (n > self.rate and self.tokens >= self.rate):
+            self.tokens -= n
+            return 0.0
+        return (min(n, self.rate) - self.tokens) / self.rate
+
+
+class Ingest:
+    """What the ingest endpoint needs: publishers, rate limits and a lazily-created producer."""
+
+    def __init__(self, settings: Settings, publishers: Publishers) -> None:
+        self.settings = settings
+        self.publishers = publishers
+        self.buckets: dict[str, TokenBucket] = {}
+        self._producer: ReleaseProducer | None = None
+        self._lock = threading.Lock()
+
+    def producer(self) -> ReleaseProducer:
+        with self._lock:
+            if self._producer is None:
+                self._producer = ReleaseProducer(
+                    self.settings, client_id="ocds-live-ingest",
+                    delivery_timeout_ms=DELIVERY_TIMEOUT_MS, request_timeout_ms=DELIVERY_TIMEOUT_MS - 1000,
+                    max_block_ms=DELIVERY_TIMEOUT_MS,
+                )
+            return self._producer
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=5)
+
+    def wait_for(self, publisher: Publisher, n: int) -> float:
+        if not publisher.rate_limit:
+            return 0.0
+        bucket = self.buckets.setdefault(publisher.name, TokenBucket(float(publisher.rate_limit)))
+        return bucket.take(n)
+
+    def send(self, releases: list[OutgoingRelease]) -> list[str]:
+        self.producer().send_all(releases, timeout=DELIVERY_TIMEOUT_MS / 1000 + 2)
+        return [r.event_id for r in releases]
+
+
+def _releases_of(body: Any) -> tuple[list[Any], str]:
+    """The releases in a body (one release, a list, or a release package) and how to name their places."""
+    if isinstance(body, list):
+        return body, "/{i}"
+    if isinstance(body, dict) and "releases" in body and "ocid" not in body:
+        if not isinstance(body["releases"], list):
+            raise ValueError("/releases: a release package's 'releases' must be an array")
+        return body["releases"], "/releases/{i}"
+    return [body], ""
+
+
+@router.post("/api/releases", status_code=202, response_class=JSON)
+async def post_releases(request: Request) -> JSON:
+    """Publish releases (a release, a list of releases, or a release package). Needs a publisher token."""
+    ingest: Ingest = request.app.state.ingest
+    settings: Settings = request.app.state.settings
+    auth = request.headers.get("authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    try:
+        publisher = ingest.publishers.authenticate(token)
+    except AuthenticationError as exc:
+        return problem(401, str(exc), **{"WWW-Authenticate": "Bearer"})
+
+    limit = settings.max_release_bytes
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        return problem(413, f"the body is {declared} bytes; the limit is {limit}")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return problem(413, f"the body is over the limit of {limit} bytes")
+    try:
+        parsed = orjson.loads(body)
+        items, place = _releases_of(parsed)
+    except orjson.JSONDecodeError as exc:
+        return problem(400, f"the body is not JSON: {exc}")
+    except ValueError as exc:
+        return problem(400, str(exc))
+    if not items:
+        return problem(400, "no releases in the body")
+
+    outgoing: list[OutgoingRelease] = []
+    for i, item in enumerate(items):
+        where = place.format(i=i) or "/"
+        if not isinstance(item, dict):
+            return problem(400, f"{where}: a release must be a JSON object, not {type(item).__name__}")
+        for key in ("ocid", "id", "date"):
+            if not isinstance(item.get(key), str) or not item[key]:
+                return problem(400, f"{where}/{key}: a release needs '{key}' as a non-empty string")
+        try:
+            publisher.check(item["ocid"])
+        except PrefixNotAllowedError as exc:
+            return problem(403, f"{where}/ocid: {exc}")
+        outgoing.append(OutgoingRelease(item["ocid"], item["id"], orjson.dumps(item), publisher.name, "http"))
+
+    wait = ingest.wait_for(publisher, len(outgoing))
+    if wait > 0:
+        retry = str(max(1, int(wait + 0.999)))
+        return problem(429, f"publisher {publisher.name!r} is over its rate of {publisher.rate_limit} releases/s; "
+                            f"retry after {retry}s", **{"Retry-After": retry})
+    try:
+        ids = await asyncio.to_thread(ingest.send, outgoing)
+    except BrokerError as exc:
+        return problem(503, f"kafka is unavailable, nothing was accepted: {exc}; retry later", **{"Retry-After": "5"})
+    return JSON({"accepted": len(ids), "event_ids": ids}, status_code=202)
