@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from feed_server.responses import JSON, problem
 
 from core.store import reader
+from feed_server.responses import JSON
 
 router = APIRouter()
 

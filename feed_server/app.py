@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from core.publishers import load_publishers
 from core.settings import Settings
 from core.store.connection import database_url
-from core.publishers import load_publishers
 from feed_server import api, ingest, ws
 from feed_server.hub import ChangeHub, Database
 

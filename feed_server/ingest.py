@@ -16,12 +16,12 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from feed_server.responses import JSON, problem
 
 from core.exceptions import AuthenticationError, BrokerError, PrefixNotAllowedError
 from core.kafka import OutgoingRelease, ReleaseProducer
 from core.publishers import Publisher, Publishers
 from core.settings import Settings
+from feed_server.responses import JSON, problem
 
 router = APIRouter()
 
