@@ -2,6 +2,11 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
+# the OCDS schema: ../shared's copy when there is one (no download needed), else downloaded once
+SHARED_SCHEMA := $(abspath ../shared/ocds/1.1.5)
+ifneq ($(wildcard $(SHARED_SCHEMA)/release-schema.json),)
+export OCDS_LIVE_SCHEMA_DIR ?= $(SHARED_SCHEMA)
+endif
 
 .PHONY: install demo test lint typecheck unit integration services-up services-down bench clean
 

@@ -148,4 +148,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 def base_settings() -> Settings:
-    return load_settings()
+    """The environment's settings, with the schema from ../shared (tests never download it)."""
+    from tests.conftest import SCHEMA_DIR
+
+    return load_settings(schema_dir=SCHEMA_DIR)
