@@ -63,7 +63,11 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     public_url: str = Field(default="", description="base URL for links; default http://host:port")
-    ws_queue_size: int = Field(default=1000, ge=1, description="changes buffered per websocket")
+    ws_queue_size: int = Field(default=1000, ge=1, description="changes a live subscriber may fall behind")
+    ws_send_timeout: float = Field(default=5.0, gt=0, description="seconds one websocket send may block")
+    ws_max_per_client: int = Field(default=100, ge=1, description="websocket connections per client address")
+    websub_hub: str | None = Field(default=None, description="a WebSub hub to advertise in Atom feeds")
+    read_rate_limit: float = Field(default=50.0, gt=0, description="API requests per second per client")
     operator_token: SecretStr | None = None
 
     @cached_property

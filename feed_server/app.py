@@ -1,18 +1,23 @@
-"""The feed server: websocket push, the OCDS API and the pages, as one ASGI app (FastAPI on uvicorn)."""
+"""The feed server: websocket push, Atom, the OCDS API, search and the pages, as one ASGI app."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.publishers import load_publishers
 from core.settings import Settings
 from core.store.connection import database_url
 from feed_server import api, ingest, ws
 from feed_server.hub import ChangeHub, Database
+from feed_server.metrics import METRICS
+from feed_server.ratelimit import ClientLimiter
+from feed_server.responses import problem
 
 logger = logging.getLogger("ocds_live.feed")
 
@@ -25,6 +30,9 @@ def create_app(settings: Settings) -> FastAPI:
         await hub.start()
         app.state.settings, app.state.db, app.state.hub = settings, db, hub
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))
+        app.state.ws_clients = {}
+        app.state.connections = set()
+        app.state.limiter = ClientLimiter(settings.read_rate_limit)
         try:
             yield
         finally:
@@ -34,10 +42,42 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(
         title="ocds-live",
-        summary="Live OCDS 1.1 contracting data: change feeds, records and releases",
+        summary="Live OCDS 1.1 contracting data: change feeds, records, releases and search",
+        description="Public, read-only and anonymous, except `POST /api/releases` (publisher token). "
+        f"Reads are limited to {settings.read_rate_limit:g} requests/s per client address (429 with "
+        "Retry-After above it). The websocket protocol is described in docs/websocket.md.",
         version="0.1.0",
         lifespan=lifespan,
     )
+
+    @app.middleware("http")
+    async def measure_and_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        path = request.url.path
+        if request.method == "GET" and path.startswith(("/api/", "/feeds/")):
+            wait = request.app.state.limiter.wait_for(request.client.host if request.client else "?")
+            if wait > 0:
+                METRICS.rate_limited.inc()
+                retry = str(max(1, int(wait + 0.999)))
+                return problem(429, f"over {settings.read_rate_limit:g} requests/s; retry after {retry}s",
+                               **{"Retry-After": retry})
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        METRICS.requests.labels(getattr(route, "path", "other"), str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
+        return response
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        """Prometheus metrics: connections, messages, subscriber lag, request latencies."""
+        hub = request.app.state.hub
+        lags = [hub.head - c.sub.position for c in request.app.state.connections]
+        METRICS.head.set(hub.head)
+        METRICS.ws_lag_max.set(max(lags, default=0))
+        METRICS.ws_lag_sum.set(sum(lags))
+        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+
     app.include_router(api.router)
     app.include_router(ws.router)
     app.include_router(ingest.router)
@@ -48,7 +88,8 @@ def serve(settings: Settings) -> None:
     """Run the feed server until interrupted."""
     import uvicorn
 
-    print(f"ocds-live feed server on {settings.base_url}  (websocket: "
-          f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes)", flush=True)
+    print(f"ocds-live feed server on {settings.base_url}/  (websocket "
+          f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes, API docs {settings.base_url}/docs)", flush=True)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, ws="websockets",
-                log_level="warning", ws_per_message_deflate=False)
+                log_level="warning", ws_per_message_deflate=False, ws_ping_interval=20, ws_ping_timeout=20,
+                backlog=4096, timeout_graceful_shutdown=5)

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,33 +19,12 @@ from core.exceptions import AuthenticationError, BrokerError, PrefixNotAllowedEr
 from core.kafka import OutgoingRelease, ReleaseProducer
 from core.publishers import Publisher, Publishers
 from core.settings import Settings
+from feed_server.ratelimit import TokenBucket
 from feed_server.responses import JSON, problem
 
 router = APIRouter()
 
 DELIVERY_TIMEOUT_MS = 8_000
-
-
-@dataclass
-class TokenBucket:
-    """Releases per second per publisher, with a burst of one second's worth."""
-
-    rate: float
-    tokens: float = 0.0
-    stamp: float = field(default_factory=time.monotonic)
-
-    def __post_init__(self) -> None:
-        self.tokens = self.rate
-
-    def take(self, n: int) -> float:
-        """Take ``n`` tokens; 0.0 when allowed, else the seconds to wait before retrying."""
-        now = time.monotonic()
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if n <= self.tokens or (n > self.rate and self.tokens >= self.rate):
-            self.tokens -= n
-            return 0.0
-        return (min(n, self.rate) - self.tokens) / self.rate
 
 
 class Ingest:

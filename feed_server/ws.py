@@ -1,67 +1,208 @@
-"""``WS /ws/changes``: a subscriber resumes from a cursor, gets the backfill, then live changes."""
+"""``WS /ws/changes``: filtered, resumable change push. The protocol is in docs/websocket.md.
+
+Each connection reads the shared change log from its own position: the backfill comes from the
+store, recent changes from the hub's memory, and the switch to live is seamless because both are the
+same gapless sequence. A subscriber whose send stays blocked (it does not read) is closed with its
+cursor; it holds no buffer of its own, so it delays nobody else.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from core.filters import ChangeFilter, FilterError
 from core.store import reader
+from feed_server.hub import ChangeHub
+from feed_server.metrics import METRICS
 
 router = APIRouter()
 logger = logging.getLogger("ocds_live.feed")
 
 HEARTBEAT = 15.0
-CLOSE_TOO_SLOW = 4008
+PAGE = 500
 CLOSE_BAD_CURSOR = 4004
+CLOSE_TOO_SLOW = 4008
+CLOSE_BAD_MESSAGE = 4400
+CLOSE_TOO_MANY = 4429
+DETAILS = ("summary", "full")
 
 
-async def _send(ws: WebSocket, message: dict[str, Any]) -> None:
-    await ws.send_text(orjson.dumps(message).decode())
+class ProtocolError(ValueError):
+    """A client message or parameter that the protocol does not allow."""
+
+
+@dataclass
+class Subscription:
+    position: int
+    filter: ChangeFilter = field(default_factory=ChangeFilter)
+    detail: str = "summary"
+    generation: int = 0  # bumped by each subscribe message, so the sender restarts cleanly
+
+
+def _parse_after(raw: Any, head: int) -> int:
+    if raw is None or raw == "now":
+        return head
+    if raw == "start":
+        return 0
+    if isinstance(raw, bool):
+        raise ProtocolError(f"after must be a cursor, 'start' or 'now', not {raw!r}")
+    try:
+        return int(raw)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(f"after must be a cursor, 'start' or 'now', not {raw!r}") from exc
+
+
+def subscription_from(params: dict[str, Any], head: int) -> Subscription:
+    """A subscription from query parameters or a ``subscribe`` message (raises ProtocolError)."""
+    detail = params.get("detail") or "summary"
+    if detail not in DETAILS:
+        raise ProtocolError(f"detail must be one of {', '.join(DETAILS)}, not {detail!r}")
+    filters = params.get("filters", params)
+    if not isinstance(filters, dict):
+        raise ProtocolError("filters must be a JSON object")
+    try:
+        change_filter = ChangeFilter.from_mapping(filters)
+    except FilterError as exc:
+        raise ProtocolError(str(exc)) from exc
+    return Subscription(_parse_after(params.get("after"), head), change_filter, detail)
+
+
+class Connection:
+    def __init__(self, ws: WebSocket, hub: ChangeHub, send_timeout: float) -> None:
+        self.ws = ws
+        self.hub = hub
+        self.send_timeout = send_timeout
+        self.sub = Subscription(hub.head)
+        self.changed = asyncio.Event()
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await asyncio.wait_for(self.ws.send_text(orjson.dumps(message).decode()), self.send_timeout)
+        METRICS.ws_messages.inc()
+
+    async def check_cursor(self, position: int) -> bool:
+        first = await self.ws.app.state.db.run(reader.first_cursor)
+        low = (first or 1) - 1
+        if low <= position <= self.hub.head:
+            return True
+        await self.send({"type": "error", "code": "unknown-cursor", "cursor": position,
+                         "message": f"cursor {position} is not in the change log ({low}..{self.hub.head}); "
+                                    f"resume from {low} for everything the log still holds"})
+        await self.ws.close(CLOSE_BAD_CURSOR, reason=f"unknown cursor {position}")
+        return False
+
+    async def receive(self) -> None:
+        """Client messages: ``subscribe`` replaces the subscription; anything else is an error."""
+        while True:
+            text = await self.ws.receive_text()
+            try:
+                message = orjson.loads(text)
+                if not isinstance(message, dict) or message.get("type") != "subscribe":
+                    raise ProtocolError("the only client message is {\"type\": \"subscribe\", ...}")
+                sub = subscription_from(message, self.hub.head)
+            except (orjson.JSONDecodeError, ProtocolError) as exc:
+                await self.send({"type": "error", "code": "bad-message", "message": str(exc)})
+                continue
+            if await self.check_cursor(sub.position):
+                sub.generation = self.sub.generation + 1
+                self.sub = sub
+                self.changed.set()
+
+    async def full(self, event: dict[str, Any]) -> dict[str, Any]:
+        record = await self.ws.app.state.db.run(reader.compiled, event["ocid"])
+        return {**event, "compiledRelease": record}
+
+    async def stream(self) -> None:
+        """Send the subscription's changes forever: backfill, ``caught_up``, then live."""
+        caught_up = False
+        generation = -1
+        while True:
+            sub = self.sub
+            if sub.generation != generation:
+                generation, caught_up = sub.generation, False
+                await self.send({"type": "subscribed", "cursor": sub.position, "detail": sub.detail,
+                                 "filters": sub.filter.as_dict()})
+            events = await self.hub.read(sub.position, PAGE)
+            if not events:
+                if not caught_up:
+                    await self.send({"type": "caught_up", "cursor": sub.position})
+                    caught_up = True
+                waiters = [asyncio.ensure_future(self.changed.wait()),
+                           asyncio.ensure_future(self.hub.wait(sub.position, HEARTBEAT))]
+                try:
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiter in waiters:
+                        waiter.cancel()
+                self.changed.clear()
+                if self.hub.head == sub.position and self.sub is sub:
+                    await self.send({"type": "heartbeat", "cursor": sub.position})
+                continue
+            limit = self.ws.app.state.settings.ws_queue_size
+            if caught_up and self.hub.head - sub.position > limit:
+                await self.send({"type": "error", "code": "too-slow", "cursor": sub.position,
+                                 "message": f"you fell more than {limit} changes behind; reconnect with "
+                                            f"after={sub.position}"})
+                await self.ws.close(CLOSE_TOO_SLOW, reason=str(sub.position))
+                return
+            for event in events:
+                if self.sub is not sub:
+                    break
+                if sub.filter.matches(event):
+                    payload = await self.full(event) if sub.detail == "full" else event
+                    await self.send({"type": "change", "cursor": event["cursor"], "change": payload})
+                sub.position = event["cursor"]
 
 
 @router.websocket("/ws/changes")
 async def changes(ws: WebSocket) -> None:
-    """Stream change events after ``?after=<cursor>`` (default: from now on)."""
+    """Filtered change push; see docs/websocket.md for the protocol."""
+    state = ws.app.state
+    client = ws.client.host if ws.client else "?"
+    counts: dict[str, int] = state.ws_clients
     await ws.accept()
-    hub = ws.app.state.hub
-    settings = ws.app.state.settings
-    raw_after = ws.query_params.get("after")
+    if counts.get(client, 0) >= state.settings.ws_max_per_client:
+        await ws.send_text(orjson.dumps({"type": "error", "code": "too-many-connections",
+                                         "message": f"at most {state.settings.ws_max_per_client} "
+                                                    "connections per client address"}).decode())
+        await ws.close(CLOSE_TOO_MANY)
+        return
+    counts[client] = counts.get(client, 0) + 1
+    METRICS.ws_connections.inc()
+    conn = Connection(ws, state.hub, state.settings.ws_send_timeout)
+    state.connections.add(conn)
     try:
-        position = int(raw_after) if raw_after is not None else hub.head
-    except ValueError:
-        await _send(ws, {"type": "error", "code": "bad-cursor", "message": f"cursor {raw_after!r} is not a number"})
-        await ws.close(CLOSE_BAD_CURSOR)
-        return
-    first = await ws.app.state.db.run(reader.first_cursor)
-    if position > hub.head or position < 0 or (first is not None and position < first - 1):
-        await _send(ws, {"type": "error", "code": "unknown-cursor",
-                         "message": f"cursor {position} is not in the change log ({(first or 1) - 1}..{hub.head})"})
-        await ws.close(CLOSE_BAD_CURSOR)
-        return
-    caught_up = False
-    try:
-        while True:
-            events = await hub.read(position, 500)
-            if not events:
-                if not caught_up:
-                    await _send(ws, {"type": "caught_up", "cursor": position})
-                    caught_up = True
-                before = hub.head
-                await hub.wait(position, HEARTBEAT)
-                if hub.head == before:
-                    await _send(ws, {"type": "heartbeat", "cursor": position})
-                continue
-            if hub.head - position > settings.ws_queue_size and caught_up:
-                await _send(ws, {"type": "error", "code": "too-slow", "cursor": position,
-                                 "message": "you fell too far behind; reconnect with ?after=<cursor>"})
-                await ws.close(CLOSE_TOO_SLOW, reason=str(position))
-                return
-            for event in events:
-                await _send(ws, {"type": "change", "cursor": event["cursor"], "change": event})
-                position = event["cursor"]
-    except (WebSocketDisconnect, asyncio.CancelledError, RuntimeError):
-        return
+        try:
+            conn.sub = subscription_from(dict(ws.query_params), state.hub.head)
+        except ProtocolError as exc:
+            await conn.send({"type": "error", "code": "bad-request", "message": str(exc)})
+            await ws.close(CLOSE_BAD_MESSAGE)
+            return
+        if not await conn.check_cursor(conn.sub.position):
+            return
+        receiver = asyncio.ensure_future(conn.receive())
+        sender = asyncio.ensure_future(conn.stream())
+        try:
+            done, _ = await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                exc = task.exception()
+                if isinstance(exc, TimeoutError):
+                    METRICS.ws_slow_closed.inc()
+                    with contextlib.suppress(Exception):
+                        await ws.close(CLOSE_TOO_SLOW, reason=str(conn.sub.position))
+        finally:
+            for task in (receiver, sender):
+                task.cancel()
+            await asyncio.gather(receiver, sender, return_exceptions=True)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        counts[client] -= 1
+        state.connections.discard(conn)
+        METRICS.ws_connections.dec()

@@ -172,15 +172,19 @@ class BatchProcessor:
                     )
                     rejected.append((item.msg, [finding], item.release))
 
+            records, events = self._merge_and_detect(cur, new, rejected)
+            conflicted = {id(r[0]) for r in rejected}
+            stored = [a for a in new if id(a.msg) not in conflicted]
+            numbers = writer.allocate(cur, len(events), len(stored), len(records))
             writer.insert_releases(cur, [
                 writer.ReleaseRow(a.release, a.digest, a.publisher, a.findings, a.msg.topic, a.msg.partition,
                                   a.msg.offset)
-                for a in new
-            ])
-            before_merge = len(rejected)
-            events = self._merge_and_detect(cur, new, rejected)
-            result.changes = writer.append_changes(cur, events, self.settings.base_url)
-            result.accepted = len(new) - (len(rejected) - before_merge)
+                for a in stored
+            ], numbers.release)
+            for seq, (ocid, record) in enumerate(sorted(records.items()), start=numbers.record):
+                writer.save_record(cur, ocid, record, seq)
+            result.changes = writer.append_changes(cur, events, self.settings.base_url, numbers.change)
+            result.accepted = len(stored)
             for msg, findings, release in rejected:
                 writer.insert_rejected(cur, msg.value, findings, msg.headers.get(HEADER_PUBLISHER), release,
                                        msg.topic, msg.partition, msg.offset)
@@ -192,11 +196,13 @@ class BatchProcessor:
 
     def _merge_and_detect(
         self, cur: Any, new: list[_Accepted], rejected: list[tuple[Incoming, list[Finding], Release | None]]
-    ) -> list[dict[str, Any]]:
+    ) -> tuple[dict[str, MergedRecord], list[dict[str, Any]]]:
+        """Merge each ocid's new releases into its record; the records to save and the change events."""
         by_ocid: dict[str, list[_Accepted]] = defaultdict(list)
         for item in new:
             by_ocid[item.release["ocid"]].append(item)
         records = writer.load_records(cur, sorted(by_ocid), self.merger)
+        changed: dict[str, MergedRecord] = {}
         events: list[dict[str, Any]] = []
         for ocid in sorted(by_ocid):
             items = sorted(by_ocid[ocid], key=lambda a: order_key(a.release))
@@ -207,15 +213,13 @@ class BatchProcessor:
                 else:
                     record, step_events = self._recompute(cur, ocid, record, items)
             except MergeConflictError as exc:
-                # the whole ocid's new releases cannot be merged: reject them, keep the record as it was
-                writer.delete_releases(cur, [(ocid, a.release["id"]) for a in items])
+                # the ocid's new releases cannot be merged: reject them, keep the record as it was
                 for a in items:
-                    finding = Finding("", "merge-conflict", exc.detail)
-                    rejected.append((a.msg, [finding], a.release))
+                    rejected.append((a.msg, [Finding("", "merge-conflict", exc.detail)], a.release))
                 continue
-            writer.save_record(cur, ocid, record)
+            changed[ocid] = record
             events += step_events
-        return events
+        return changed, events
 
     def _extend(
         self, record: MergedRecord | None, items: list[_Accepted]
@@ -235,9 +239,7 @@ class BatchProcessor:
         self, cur: Any, ocid: str, record: MergedRecord | None, items: list[_Accepted]
     ) -> tuple[MergedRecord, list[dict[str, Any]]]:
         """A release arrived out of date order: merge from the stored releases, step by step."""
-        stored = writer.load_releases(cur, ocid)  # includes this batch's new releases
-        new_ids = {a.release["id"] for a in items}
-        base = [r for r in stored if r["id"] not in new_ids]
+        base = writer.load_releases(cur, ocid)  # this batch's releases are not stored yet
         before = record.compiled if record is not None else None
         events = []
         merged = record

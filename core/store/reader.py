@@ -62,3 +62,12 @@ def release(conn: Any, ocid: str, release_id: str) -> dict[str, Any] | None:
         row = cur.fetchone()
     conn.commit()
     return orjson.loads(row[0]) if row else None
+
+
+def compiled(conn: Any, ocid: str) -> dict[str, Any] | None:
+    """The record's current compiled release."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT compiled::text FROM records WHERE ocid = %s", (ocid,))
+        row = cur.fetchone()
+    conn.commit()
+    return orjson.loads(row[0]) if row else None

@@ -69,6 +69,31 @@ def existing_digests(cur: Cursor, keys: Sequence[tuple[str, str]]) -> dict[tuple
 
 
 @dataclass(frozen=True)
+class Numbers:
+    """The first of the numbers one transaction took from feed_counter."""
+
+    change: int
+    release: int
+    record: int
+
+
+def allocate(cur: Cursor, changes: int, releases: int, records: int) -> Numbers:
+    """Take gapless numbers for this transaction's changes, releases and records, in commit order.
+
+    The UPDATE takes feed_counter's row lock and holds it until commit, so a transaction that got
+    lower numbers always commits before one that got higher ones: readers paging by them never skip
+    a row. Call it last in the transaction, to hold the lock briefly.
+    """
+    cur.execute(
+        "UPDATE feed_counter SET last = last + %s, last_release = last_release + %s, "
+        "last_record = last_record + %s WHERE id = 1 RETURNING last, last_release, last_record",
+        (changes, releases, records),
+    )
+    last, last_release, last_record = cur.fetchone()
+    return Numbers(last - changes + 1, last_release - releases + 1, last_record - records + 1)
+
+
+@dataclass(frozen=True)
 class ReleaseRow:
     release: Release
     digest: str
@@ -79,28 +104,24 @@ class ReleaseRow:
     offset: int
 
 
-def insert_releases(cur: Cursor, rows: Sequence[ReleaseRow]) -> None:
+def insert_releases(cur: Cursor, rows: Sequence[ReleaseRow], first_seq: int) -> None:
     if not rows:
         return
     execute_values(
         cur,
         "INSERT INTO releases (ocid, release_id, date, tags, publisher, digest, data, findings, "
-        "source_topic, source_partition, source_offset) VALUES %s ON CONFLICT DO NOTHING",
+        "source_topic, source_partition, source_offset, seq) VALUES %s",
         [
             (
                 r.release["ocid"], r.release["id"], r.release["date"], list(r.release.get("tag") or []),
                 r.publisher, r.digest, jsonb(r.release), jsonb([f.as_dict() for f in r.findings]),
-                r.topic, r.partition, r.offset,
+                r.topic, r.partition, r.offset, seq,
             )
-            for r in rows
+            for seq, r in enumerate(rows, start=first_seq)
         ],
-        template="(%s, %s, %s, %s::text[], %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)",
+        template="(%s, %s, %s, %s::text[], %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
+        page_size=len(rows),
     )
-
-
-def delete_releases(cur: Cursor, keys: Sequence[tuple[str, str]]) -> None:
-    for ocid, release_id in keys:
-        cur.execute("DELETE FROM releases WHERE ocid=%s AND release_id=%s", (ocid, release_id))
 
 
 def load_releases(cur: Cursor, ocid: str) -> list[Release]:
@@ -122,7 +143,7 @@ def load_records(cur: Cursor, ocids: Sequence[str], merger: RecordMerger) -> dic
     }
 
 
-def save_record(cur: Cursor, ocid: str, record: MergedRecord) -> None:
+def save_record(cur: Cursor, ocid: str, record: MergedRecord, seq: int) -> None:
     summary = summarize(record.compiled)
     columns = record_columns(record.compiled, summary)
     search_text = unaccent(str(summary.get("search_text") or ""))
@@ -134,7 +155,7 @@ def save_record(cur: Cursor, ocid: str, record: MergedRecord) -> None:
         VALUES (%(ocid)s, %(compiled)s::jsonb, %(versioned)s::jsonb, %(latest_date)s, %(latest_id)s,
             %(count)s, %(summary)s::jsonb, %(buyer_id)s, %(buyer_name)s, %(supplier_ids)s::text[], %(method)s,
             %(category)s, %(status)s, %(amount)s, %(currency)s, %(date)s,
-            to_tsvector('spanish', %(search)s), nextval('records_seq'), now())
+            to_tsvector('spanish', %(search)s), %(seq)s, now())
         ON CONFLICT (ocid) DO UPDATE SET compiled=EXCLUDED.compiled, versioned=EXCLUDED.versioned,
             latest_date=EXCLUDED.latest_date, latest_id=EXCLUDED.latest_id,
             release_count=EXCLUDED.release_count, summary=EXCLUDED.summary, buyer_id=EXCLUDED.buyer_id,
@@ -161,21 +182,15 @@ def save_record(cur: Cursor, ocid: str, record: MergedRecord) -> None:
             "currency": columns.get("currency"),
             "date": columns.get("date"),
             "search": search_text,
+            "seq": seq,
         },
     )
 
 
-def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str) -> int:
-    """Give the events gapless cursors, in commit order, and append them to the change log.
-
-    The UPDATE takes feed_counter's row lock and holds it until commit, so a transaction that got
-    lower cursors always commits before one that got higher ones: readers never see a gap.
-    """
+def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str, first: int) -> int:
+    """Append the events to the change log with the cursors ``first``, ``first + 1``, ..."""
     if not events:
         return 0
-    cur.execute("UPDATE feed_counter SET last = last + %s WHERE id = 1 RETURNING last", (len(events),))
-    last = cur.fetchone()[0]
-    first = last - len(events) + 1
     rows = []
     for cursor, event in enumerate(events, start=first):
         event["cursor"] = cursor
@@ -183,7 +198,7 @@ def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str) -> 
         rows.append((cursor, event["ocid"], event["release_id"], event["kind"], jsonb(event)))
     execute_values(
         cur, "INSERT INTO changes (cursor, ocid, release_id, kind, event) VALUES %s", rows,
-        template="(%s, %s, %s, %s, %s::jsonb)",
+        template="(%s, %s, %s, %s, %s::jsonb)", page_size=len(rows),
     )
     return len(events)
 

@@ -13,7 +13,7 @@ CREATE TABLE releases (
     source_topic     text,
     source_partition integer,
     source_offset    bigint,
-    seq              bigserial   NOT NULL UNIQUE,      -- arrival order, for seek paging
+    seq              bigint      NOT NULL UNIQUE,      -- commit order (from feed_counter), for seek paging
     received_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (ocid, release_id)
 );
@@ -37,11 +37,9 @@ CREATE TABLE records (
     currency        text,
     date            text,
     search          tsvector,
-    seq             bigint      NOT NULL,              -- bumped on every write, for seek paging
+    seq             bigint      NOT NULL UNIQUE,       -- commit order of the last write, for seek paging
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
-CREATE SEQUENCE records_seq;
-CREATE INDEX records_seq_idx ON records (seq);
 CREATE INDEX records_buyer_idx ON records (buyer_id);
 CREATE INDEX records_suppliers_idx ON records USING gin (supplier_ids);
 CREATE INDEX records_search_idx ON records USING gin (search);
@@ -49,6 +47,8 @@ CREATE INDEX records_method_status_idx ON records (method, status);
 
 -- The ordered change log the feeds serve. Cursors are gapless and assigned in commit order:
 -- every writer takes them from feed_counter's single row, whose lock it holds until it commits.
+-- releases.seq and records.seq come from the same row, so paging by them never skips a row that
+-- a slower transaction commits later.
 CREATE TABLE changes (
     cursor      bigint      PRIMARY KEY,
     ocid        text        NOT NULL,
@@ -58,12 +58,15 @@ CREATE TABLE changes (
     created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX changes_ocid_idx ON changes (ocid, cursor);
+CREATE INDEX releases_date_idx ON releases (date, seq);
 
 CREATE TABLE feed_counter (
-    id   integer PRIMARY KEY CHECK (id = 1),
-    last bigint  NOT NULL
+    id           integer PRIMARY KEY CHECK (id = 1),
+    last         bigint  NOT NULL,   -- changes.cursor
+    last_release bigint  NOT NULL,   -- releases.seq
+    last_record  bigint  NOT NULL    -- records.seq
 );
-INSERT INTO feed_counter VALUES (1, 0);
+INSERT INTO feed_counter VALUES (1, 0, 0, 0);
 
 -- Rejected releases (also on the dead-letter topic), with the reason.
 CREATE TABLE rejected (
