@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.publishers import load_publishers
 from core.settings import Settings
 from core.store.connection import database_url
-from feed_server import api, ingest, ws
+from feed_server import api, atom, ingest, search, ws
 from feed_server.hub import ChangeHub, Database
 from feed_server.metrics import METRICS
 from feed_server.ratelimit import ClientLimiter
@@ -81,6 +81,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(ws.router)
     app.include_router(ingest.router)
+    app.include_router(atom.router)
+    app.include_router(search.router)
     return app
 
 

@@ -191,8 +191,7 @@ async def changes(ws: WebSocket) -> None:
         try:
             done, _ = await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                exc = task.exception()
-                if isinstance(exc, TimeoutError):
+                if isinstance(task.exception(), TimeoutError):
                     METRICS.ws_slow_closed.inc()
                     with contextlib.suppress(Exception):
                         await ws.close(CLOSE_TOO_SLOW, reason=str(conn.sub.position))

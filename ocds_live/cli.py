@@ -65,22 +65,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _load(settings: Settings, args: argparse.Namespace) -> int:
-    from core.kafka import ReleaseProducer, ensure_topics
-    from producers.loader import read_releases
-    from producers.send import send_items
+    from producers.send import load_paths
 
-    ensure_topics(settings)
-    producer = ReleaseProducer(settings, client_id="ocds-live-load")
-    total_sent = 0
-    try:
-        for path in args.paths:
-            summary = send_items(read_releases(path), producer, publisher=args.publisher,
-                                 source=f"load:{path}", rate=args.rate)
-            print(f"{path}: {summary.report()}")
-            total_sent += summary.sent
-    finally:
-        producer.close()
-    return 0 if total_sent else 1
+    return load_paths(settings, args.paths, publisher=args.publisher, rate=args.rate)
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:

@@ -71,3 +71,66 @@ def compiled(conn: Any, ocid: str) -> dict[str, Any] | None:
         row = cur.fetchone()
     conn.commit()
     return orjson.loads(row[0]) if row else None
+
+
+def releases_page(conn: Any, after_seq: int, limit: int, since: str | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """Releases in commit order after ``after_seq`` (optionally with date >= ``since``), with their seq."""
+    with conn.cursor() as cur:
+        if since:
+            cur.execute("SELECT seq, data::text FROM releases WHERE seq > %s AND date >= %s ORDER BY seq LIMIT %s",
+                        (after_seq, since, limit))
+        else:
+            cur.execute("SELECT seq, data::text FROM releases WHERE seq > %s ORDER BY seq LIMIT %s",
+                        (after_seq, limit))
+        rows = cur.fetchall()
+    conn.commit()
+    return [(int(seq), orjson.loads(data)) for seq, data in rows]
+
+
+def records_page(conn: Any, after_seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+    """Records in order of their last write after ``after_seq``: ocid, compiled release, release list."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT seq, ocid, compiled::text, updated_at FROM records WHERE seq > %s ORDER BY seq LIMIT %s",
+                    (after_seq, limit))
+        rows = cur.fetchall()
+        ocids = [r[1] for r in rows]
+        cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s) ORDER BY date, release_id",
+                    (ocids,))
+        by_ocid: dict[str, list[dict[str, Any]]] = {}
+        for ocid, rid, date, tags in cur.fetchall():
+            by_ocid.setdefault(ocid, []).append({"id": rid, "date": date, "tag": list(tags)})
+    conn.commit()
+    return [
+        (int(seq), {"ocid": ocid, "compiled": orjson.loads(compiled), "releases": by_ocid.get(ocid, []),
+                    "updated_at": updated})
+        for seq, ocid, compiled, updated in rows
+    ]
+
+
+def rejected_page(conn: Any, after: int, limit: int, publisher: str | None) -> list[dict[str, Any]]:
+    """Rejected releases after id ``after``, oldest first, optionally of one publisher."""
+    query = ("SELECT id, publisher, ocid, release_id, findings::text, raw, source_topic, source_partition, "
+             "source_offset, received_at FROM rejected WHERE id > %s")
+    args: list[Any] = [after]
+    if publisher:
+        query += " AND publisher = %s"
+        args.append(publisher)
+    query += " ORDER BY id LIMIT %s"
+    args.append(limit)
+    with conn.cursor() as cur:
+        cur.execute(query, args)
+        rows = cur.fetchall()
+    conn.commit()
+    out = []
+    for rid, pub, ocid, release_id, findings, raw, topic, partition, offset, received in rows:
+        body = bytes(raw)
+        try:
+            text: str | None = body[:2000].decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        out.append({
+            "id": rid, "publisher": pub, "ocid": ocid, "release_id": release_id, "findings": orjson.loads(findings),
+            "source": {"topic": topic, "partition": partition, "offset": offset},
+            "received_at": received.isoformat(), "size": len(body), "excerpt": text,
+        })
+    return out

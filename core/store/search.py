@@ -17,10 +17,11 @@ page requests shows up if it sorts after the last row seen and not otherwise; no
 it was *updated* between requests so that its key moved past the cursor (a new release changes its date
 and amount), and such a moved record can also be missed.
 
-**Highlights.** ``ts_headline`` marks the words that match, over the record's ``headline_text`` (title
-and tender description) plus buyer and supplier names. It runs on the unaccented text, as the index does,
-and the marks are carried back to the same positions of the text as published, so the snippet keeps its
-accents. Snippets are HTML-escaped, with ``<mark>`` around matches.
+**Highlights.** For the rows of the page only, the text that was indexed is rebuilt in Python
+(:func:`core.summary.search_text` over the stored summary and the compiled release's tender, planning,
+awards and contracts), so a match anywhere can be shown. ``ts_headline`` marks the matching words on its
+unaccented form, as the index saw it, and the marks are carried back to the same words of the text as
+published, so snippets keep their accents. Snippets are HTML-escaped, with ``<mark>`` around matches.
 """
 
 from __future__ import annotations
@@ -29,14 +30,17 @@ import bisect
 import functools
 import html
 import itertools
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+import orjson
 import psycopg2.errors
 
 from core.store.writer import unaccent
+from core.summary import search_text
 
 Sort = Literal["relevance", "date", "-date", "amount", "-amount"]
 SORTS: tuple[Sort, ...] = ("relevance", "date", "-date", "amount", "-amount")
@@ -44,9 +48,9 @@ Key = datetime | Decimal | float | None
 
 TSQUERY = "websearch_to_tsquery('spanish', %(q)s)"
 START, STOP = "\ue000", "\ue001"  # private-use characters: never in published text (removed if they are)
+_MARKS = re.compile(f"[{START}{STOP}]")
 HEADLINE_OPTIONS = f'HighlightAll=true, StartSel="{START}", StopSel="{STOP}"'
 SNIPPET_CHARS = 240
-DOCUMENT_CHARS = 4000
 FACET_VALUES = 50
 TOP_BUYERS = 10
 
@@ -112,7 +116,6 @@ class Hit:
     currency: str | None
     date: str | None
     key: Key
-    document: str = field(default="", repr=False)
     highlight: str | None = None
 
 
@@ -148,7 +151,7 @@ def where_clause(query: SearchQuery) -> tuple[str, dict[str, Any]]:
 
 _COLUMNS = (
     "r.ocid, r.summary ->> 'title', r.buyer_id, r.buyer_name, r.summary -> 'suppliers', r.method, r.status, "
-    "r.amount, r.currency, r.date, r.headline_text"
+    "r.amount, r.currency, r.date"
 )
 
 
@@ -228,14 +231,10 @@ def _facets(rows: list[tuple[Any, ...]]) -> tuple[dict[str, list[dict[str, Any]]
 
 
 def _hit(row: tuple[Any, ...]) -> Hit:
-    ocid, title, buyer_id, buyer_name, suppliers, method, status, amount, currency, date, text, key, _ = row
+    ocid, title, buyer_id, buyer_name, suppliers, method, status, amount, currency, date, key, _ = row
     suppliers = [s for s in suppliers if isinstance(s, dict)] if isinstance(suppliers, list) else []
-    names = [s["name"] for s in suppliers if isinstance(s.get("name"), str)]
-    document = " · ".join(part for part in ((text or "").replace("\n", " · "), buyer_name, ", ".join(names))
-                          if part)
     return Hit(ocid=ocid, title=title, buyer={"id": buyer_id, "name": buyer_name}, suppliers=suppliers,
-               method=method, status=status, amount=amount, currency=currency, date=date, key=key,
-               document=document[:DOCUMENT_CHARS])
+               method=method, status=status, amount=amount, currency=currency, date=date, key=key)
 
 
 def search(
@@ -281,33 +280,65 @@ def _count(cur: Any, query: SearchQuery, timeout_ms: int) -> tuple[dict[str, lis
 
 # ---- highlights -------------------------------------------------------------------------------------------
 
+# The parts of a compiled release that search_text reads besides the summary (not parties, not documents).
+_TEXT_SQL = (
+    "SELECT ocid, summary::text, jsonb_build_object('tender', compiled -> 'tender', 'planning', "
+    "compiled -> 'planning', 'awards', compiled -> 'awards', 'contracts', compiled -> 'contracts')::text "
+    "FROM records WHERE ocid = ANY(%s)"
+)
+
+
 @functools.lru_cache(maxsize=4096)
 def _unaccent_char(char: str) -> str:
     return unaccent(char).replace(START, "\ufffd").replace(STOP, "\ufffd")
 
 
+def unaccented_pieces(text: str) -> tuple[str, list[str] | None]:
+    """``text`` unaccented (and without mark characters), and each character's piece when lengths differ.
+
+    The pieces are None when every character stays one character (almost always): offsets then agree.
+    """
+    table = {ord(c): _unaccent_char(c) for c in set(text) if not c.isascii() or c in (START, STOP)}
+    if all(len(piece) == 1 for piece in table.values()):
+        return text.translate(table), None
+    pieces = [table.get(ord(c), c) for c in text]
+    return "".join(pieces), pieces
+
+
+def document(summary: dict[str, Any], stages: dict[str, Any]) -> str:
+    """The text the index holds for a record (before unaccenting), rebuilt from its summary and stages."""
+    return search_text({k: v for k, v in stages.items() if v is not None}, {
+        "title": summary.get("title"), "buyer": summary.get("buyer") or {"name": None},
+        "procuring_entity": summary.get("procuring_entity") or {"name": None},
+        "suppliers": [s for s in summary.get("suppliers") or () if isinstance(s, dict)],
+    })
+
+
 def _highlight(cur: Any, q: str, hits: list[Hit]) -> None:
-    pieces = [[_unaccent_char(c) if not c.isascii() else c for c in hit.document] for hit in hits]
+    cur.execute(_TEXT_SQL, ([hit.ocid for hit in hits],))
+    texts = {ocid: document(orjson.loads(summary), orjson.loads(stages)) for ocid, summary, stages in cur.fetchall()}
+    docs = [texts.get(hit.ocid, "") for hit in hits]
+    unaccented = [unaccented_pieces(doc) for doc in docs]
     cur.execute(
         "SELECT ts_headline('spanish', d, websearch_to_tsquery('spanish', %s), %s) "
         "FROM unnest(%s::text[]) WITH ORDINALITY AS t(d, i) ORDER BY i",
-        (unaccent(q), HEADLINE_OPTIONS, ["".join(p) for p in pieces]),
+        (unaccent(q), HEADLINE_OPTIONS, [text for text, _ in unaccented]),
     )
-    for hit, piece, (marked,) in zip(hits, pieces, cur.fetchall(), strict=True):
-        hit.highlight = snippet(hit.document, to_original(piece, marked_spans(marked)))
+    for hit, doc, (_, pieces), (marked,) in zip(hits, docs, unaccented, cur.fetchall(), strict=True):
+        spans = marked_spans(marked)
+        hit.highlight = snippet(doc, spans if pieces is None else to_original(pieces, spans))
 
 
 def marked_spans(marked: str) -> list[tuple[int, int]]:
     """The ``(start, end)`` offsets, in the text without marks, of the ranges ``ts_headline`` marked."""
     spans: list[tuple[int, int]] = []
-    position, start = 0, 0
-    for char in marked:
-        if char == START:
+    start = 0
+    for removed, match in enumerate(_MARKS.finditer(marked)):
+        position = match.start() - removed
+        if match.group() == START:
             start = position
-        elif char == STOP:
-            spans.append((start, position))
         else:
-            position += 1
+            spans.append((start, position))
     return spans
 
 

@@ -14,8 +14,8 @@ import orjson
 import psycopg2
 import pytest
 import referencing
-from referencing.jsonschema import DRAFT4
 import websockets
+from referencing.jsonschema import DRAFT4
 
 from core.schema import OcdsSchema
 from core.settings import Settings

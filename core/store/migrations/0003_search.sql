@@ -2,10 +2,9 @@
 --
 -- The record's `date` is text as published (RFC 3339, offsets vary, a few are unreadable), so sorting it
 -- as text is wrong by hours and a range filter on it is wrong at offsets. `date_at` is the instant (NULL
--- when unreadable; a date without an offset counts as UTC), `year` the year as written. `headline_text` is
--- the text search shows highlighted: the title and, when it says something else, the tender description.
--- All three are generated from the row, so every writer fills them without knowing they exist.
--- Adding them rewrites the table once (it holds every record: expect minutes for millions of rows).
+-- when unreadable; a date without an offset counts as UTC), `year` the year as written. Both are generated
+-- from `date`, so every writer fills them without knowing they exist. Adding them rewrites the table once
+-- (expect minutes for millions of records).
 
 CREATE FUNCTION ocds_instant(value text) RETURNS timestamptz
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -32,19 +31,7 @@ $$;
 
 ALTER TABLE records
     ADD COLUMN date_at timestamptz GENERATED ALWAYS AS (ocds_instant(date)) STORED,
-    ADD COLUMN year smallint GENERATED ALWAYS AS (ocds_year(date)) STORED,
-    ADD COLUMN headline_text text GENERATED ALWAYS AS (
-        left(
-            coalesce(summary ->> 'title', '')
-            || CASE
-                WHEN compiled #>> '{tender,description}' IS DISTINCT FROM summary ->> 'title'
-                    AND compiled #>> '{tender,description}' IS NOT NULL
-                THEN E'\n' || (compiled #>> '{tender,description}')
-                ELSE ''
-            END,
-            2000
-        )
-    ) STORED;
+    ADD COLUMN year smallint GENERATED ALWAYS AS (ocds_year(date)) STORED;
 
 -- Seek pagination: (key, ocid) row comparisons walk these in either direction.
 CREATE INDEX records_date_at_idx ON records (date_at, ocid);
