@@ -232,7 +232,7 @@ class _Tree:
 class _State:
     __slots__ = ("compiled", "versioned")
 
-    def __init__(self, compiled: _Tree, versioned: _Tree) -> None:
+    def __init__(self, compiled: _Tree, versioned: _Tree | None) -> None:
         self.compiled, self.versioned = compiled, versioned
 
 
@@ -240,21 +240,27 @@ class _State:
 class MergedRecord:
     """A process's compiled and versioned releases, and what :meth:`RecordMerger.extend` needs next.
 
-    ``compiled`` and ``versioned`` are plain dicts, updated in place by ``extend``.
+    ``compiled`` and ``versioned`` are plain dicts, updated in place by ``extend``. ``versioned`` is
+    None when the merger was built with ``versioned=False``.
     """
 
     compiled: Release
-    versioned: Release
+    versioned: Release | None
     latest: tuple[str, str]  # order_key of the newest release merged
     count: int  # releases merged
     _state: _State | None = field(default=None, repr=False, compare=False)
 
 
 class RecordMerger:
-    """Builds and extends the compiled and versioned releases of one ocid, as ocdsmerge would."""
+    """Builds and extends the compiled and versioned releases of one ocid, as ocdsmerge would.
 
-    def __init__(self, schema: OcdsSchema) -> None:
+    With ``versioned=False`` only the compiled release is built: the stream processor's hot path,
+    which derives versioned releases on demand (they cost 4x the compiled release to keep and write).
+    """
+
+    def __init__(self, schema: OcdsSchema, *, versioned: bool = True) -> None:
         self._rules: MergeRules = get_merge_rules(schema.release)
+        self._versioned = versioned
 
     def merge(self, releases: Iterable[Release]) -> MergedRecord:
         """Merge from scratch: sorted by :func:`order_key`, so any delivery order gives the same record."""
@@ -291,12 +297,18 @@ class RecordMerger:
         self._append(record, release, key)
         return record
 
-    def resume(self, compiled: Release, versioned: Release, latest: tuple[str, str], count: int) -> MergedRecord:
+    def resume(
+        self, compiled: Release, versioned: Release | None, latest: tuple[str, str], count: int
+    ) -> MergedRecord:
         """A record from its stored form (e.g. JSON from the database), ready to ``extend``; takes ownership.
 
         Rebuilds the flattened state as ocdsmerge's ``CompiledRelease(data)``/``VersionedRelease(data)`` do,
         plus the index into the stored dicts: O(record size), once.
         """
+        if not self._versioned:
+            versioned = None
+        elif versioned is None:
+            raise ValueError("this merger keeps versioned releases: resume needs the stored versioned release")
         record = MergedRecord(compiled, versioned, (str(latest[0]), str(latest[1])), count)
         record._state = self._index(compiled, versioned)
         return record
@@ -306,13 +318,15 @@ class RecordMerger:
     def _empty(self) -> MergedRecord:
         compiled = _Tree({})
         compiled.set(("tag",), ["compiled"], [])
-        versioned = _Tree({})
-        return MergedRecord(compiled.root, versioned.root, NO_RELEASE, 0, _State(compiled, versioned))
+        versioned = _Tree({}) if self._versioned else None
+        return MergedRecord(compiled.root, versioned.root if versioned else None, NO_RELEASE, 0,
+                            _State(compiled, versioned))
 
-    def _index(self, compiled: Release, versioned: Release) -> _State:
-        state = _State(_Tree(compiled), _Tree(versioned))
+    def _index(self, compiled: Release, versioned: Release | None) -> _State:
+        state = _State(_Tree(compiled), _Tree(versioned) if versioned is not None else None)
         state.compiled.index(compiled, self._rules, (), (), False)
-        state.versioned.index(versioned, self._rules, (), (), True)
+        if state.versioned is not None and versioned is not None:
+            state.versioned.index(versioned, self._rules, (), (), True)
         for name in ("tag", "id", "date"):  # set by CompiledRelease itself, whatever the rules say
             if (name,) not in state.compiled.leaves and name in compiled:
                 state.compiled.leaves[(name,)] = _Leaf(compiled, name, True, compiled[name])
@@ -333,19 +347,27 @@ class RecordMerger:
             compiled.set(("ocid",), ocid, undo)
             for path, value in flat.items():
                 compiled.set(path, value, undo)
-            versioned.set(("ocid",), ocid, undo)
-            for path, value in flat.items():
-                if path == ("ocid",):
-                    continue
-                entry = {"releaseID": release_id, "releaseDate": date, "releaseTag": tag, "value": value}
-                leaf = versioned.leaves.get(path)
-                if leaf is None:
-                    versioned.place(path, [entry], undo)
-                elif type(leaf.value) is list and value != leaf.value[-1]["value"]:
-                    leaf.value.append(entry)
-                    undo.append((_POP, leaf.value))
+            if versioned is not None:
+                _append_versioned(versioned, flat, ocid, release_id, date, tag, undo)
         except _Conflict as exc:
             _rollback(undo)
             raise MergeConflictError(f"cannot merge: {exc}", _where(release)) from None
         record.latest = key
         record.count += 1
+
+
+def _append_versioned(
+    versioned: _Tree, flat: dict[Key, Any], ocid: Any, release_id: Any, date: Any, tag: Any, undo: Undo
+) -> None:
+    """ocdsmerge's ``VersionedRelease.append`` on the indexed tree: a new version where a value changed."""
+    versioned.set(("ocid",), ocid, undo)
+    for path, value in flat.items():
+        if path == ("ocid",):
+            continue
+        entry = {"releaseID": release_id, "releaseDate": date, "releaseTag": tag, "value": value}
+        leaf = versioned.leaves.get(path)
+        if leaf is None:
+            versioned.place(path, [entry], undo)
+        elif type(leaf.value) is list and value != leaf.value[-1]["value"]:
+            leaf.value.append(entry)
+            undo.append((_POP, leaf.value))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -89,9 +89,14 @@ class BatchProcessor:
         self.validator = ReleaseValidator(
             schema, max_bytes=settings.max_release_bytes, max_depth=settings.max_depth
         )
-        self.merger = RecordMerger(schema)
+        self.merger = RecordMerger(schema, versioned=False)
         self._connect = connect
         self._conn: Connection | None = None
+        # Records this worker merged lately, with the seq of the write that stored them. A cached
+        # record is used only while the store still holds that seq (checked under the row lock), so
+        # a rebalance or another worker can never make it stale; it only saves parsing and re-indexing.
+        self._cache: OrderedDict[str, tuple[int, MergedRecord]] = OrderedDict()
+        self._cache_size = settings.record_cache_size
 
     # -- pure part ------------------------------------------------------------------------------
 
@@ -123,10 +128,16 @@ class BatchProcessor:
         conn = self._connection()
         try:
             with translated_errors():
-                result = self._process(conn, batch)
+                result, saved = self._process(conn, batch)
                 conn.commit()
-                return result
+            for ocid, entry in saved.items():
+                self._cache[ocid] = entry
+                self._cache.move_to_end(ocid)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+            return result
         except BaseException:
+            self._cache.clear()  # records were extended in place by a transaction that did not commit
             if not conn.closed:
                 try:
                     conn.rollback()
@@ -134,14 +145,17 @@ class BatchProcessor:
                     conn.close()
             raise
 
-    def _process(self, conn: Connection, batch: Sequence[Incoming]) -> BatchResult:
+    def _process(
+        self, conn: Connection, batch: Sequence[Incoming]
+    ) -> tuple[BatchResult, dict[str, tuple[int, MergedRecord]]]:
         result = BatchResult()
+        saved: dict[str, tuple[int, MergedRecord]] = {}
         with conn.cursor() as cur:
             next_offsets = writer.lock_offsets(cur, self.group, {(m.topic, m.partition) for m in batch})
             fresh = [m for m in batch if m.offset >= next_offsets.get((m.topic, m.partition), 0)]
             result.skipped = len(batch) - len(fresh)
             if not fresh:
-                return result
+                return result, saved
 
             accepted: list[_Accepted] = []
             rejected: list[tuple[Incoming, list[Finding], Release | None]] = []
@@ -178,11 +192,12 @@ class BatchProcessor:
             numbers = writer.allocate(cur, len(events), len(stored), len(records))
             writer.insert_releases(cur, [
                 writer.ReleaseRow(a.release, a.digest, a.publisher, a.findings, a.msg.topic, a.msg.partition,
-                                  a.msg.offset)
+                                  a.msg.offset, a.msg.value)
                 for a in stored
             ], numbers.release)
-            for seq, (ocid, record) in enumerate(sorted(records.items()), start=numbers.record):
-                writer.save_record(cur, ocid, record, seq)
+            ordered = sorted(records.items())
+            writer.save_records(cur, ordered, numbers.record)
+            saved = {ocid: (seq, record) for seq, (ocid, record) in enumerate(ordered, start=numbers.record)}
             result.changes = writer.append_changes(cur, events, self.settings.base_url, numbers.change)
             result.accepted = len(stored)
             for msg, findings, release in rejected:
@@ -192,7 +207,7 @@ class BatchProcessor:
             writer.save_offsets(cur, self.group, {
                 (m.topic, m.partition): m.offset + 1 for m in sorted(fresh, key=lambda m: m.offset)
             })
-        return result
+        return result, saved
 
     def _merge_and_detect(
         self, cur: Any, new: list[_Accepted], rejected: list[tuple[Incoming, list[Finding], Release | None]]
@@ -201,7 +216,7 @@ class BatchProcessor:
         by_ocid: dict[str, list[_Accepted]] = defaultdict(list)
         for item in new:
             by_ocid[item.release["ocid"]].append(item)
-        records = writer.load_records(cur, sorted(by_ocid), self.merger)
+        records = self._records(cur, sorted(by_ocid))
         changed: dict[str, MergedRecord] = {}
         events: list[dict[str, Any]] = []
         for ocid in sorted(by_ocid):
@@ -214,12 +229,27 @@ class BatchProcessor:
                     record, step_events = self._recompute(cur, ocid, record, items)
             except MergeConflictError as exc:
                 # the ocid's new releases cannot be merged: reject them, keep the record as it was
+                self._cache.pop(ocid, None)  # earlier releases of this batch may have extended it
                 for a in items:
                     rejected.append((a.msg, [Finding("", "merge-conflict", exc.detail)], a.release))
                 continue
             changed[ocid] = record
             events += step_events
         return changed, events
+
+    def _records(self, cur: Any, ocids: list[str]) -> dict[str, MergedRecord]:
+        """Lock the existing records of ``ocids``; take them from the cache when still current."""
+        versions = writer.lock_records(cur, ocids)
+        records: dict[str, MergedRecord] = {}
+        missing = []
+        for ocid, seq in versions.items():
+            cached = self._cache.get(ocid)
+            if cached is not None and cached[0] == seq:
+                records[ocid] = cached[1]
+            else:
+                missing.append(ocid)
+        records.update(writer.load_records(cur, missing, self.merger))
+        return records
 
     def _extend(
         self, record: MergedRecord | None, items: list[_Accepted]

@@ -50,7 +50,7 @@ def record(conn: Any, ocid: str) -> dict[str, Any] | None:
     return {
         "ocid": ocid,
         "compiled": orjson.loads(row[0]),
-        "versioned": orjson.loads(row[1]),
+        "versioned": orjson.loads(row[1]) if row[1] is not None else None,
         "updated_at": row[2],
         "releases": releases,
     }

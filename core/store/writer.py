@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,6 +27,17 @@ def unaccent(text: str) -> str:
     """Strip accents so that Spanish search is accent-insensitive ("licitación" finds "licitacion")."""
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def instant(value: Any) -> datetime | None:
+    """An OCDS date as an aware datetime: None when unreadable; without an offset it counts as UTC."""
+    if not isinstance(value, str) or len(value) < 10 or not value[:4].isdigit():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 def lock_offsets(cur: Cursor, group: str, partitions: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
@@ -102,6 +114,11 @@ class ReleaseRow:
     topic: str
     partition: int
     offset: int
+    raw: bytes | None = None  # the JSON bytes as received; default: the release serialised again
+
+    @property
+    def data(self) -> str:
+        return (self.raw if self.raw is not None else orjson.dumps(self.release)).decode()
 
 
 def insert_releases(cur: Cursor, rows: Sequence[ReleaseRow], first_seq: int) -> None:
@@ -114,77 +131,83 @@ def insert_releases(cur: Cursor, rows: Sequence[ReleaseRow], first_seq: int) -> 
         [
             (
                 r.release["ocid"], r.release["id"], r.release["date"], list(r.release.get("tag") or []),
-                r.publisher, r.digest, jsonb(r.release), jsonb([f.as_dict() for f in r.findings]),
+                r.publisher, r.digest, r.data, jsonb([f.as_dict() for f in r.findings]),
                 r.topic, r.partition, r.offset, seq,
             )
             for seq, r in enumerate(rows, start=first_seq)
         ],
-        template="(%s, %s, %s, %s::text[], %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s)",
+        template="(%s, %s, %s, %s::text[], %s, %s, %s, %s::jsonb, %s, %s, %s, %s)",
         page_size=len(rows),
     )
 
 
 def load_releases(cur: Cursor, ocid: str) -> list[Release]:
-    cur.execute("SELECT data::text FROM releases WHERE ocid=%s", (ocid,))
+    cur.execute("SELECT data FROM releases WHERE ocid=%s", (ocid,))
     return [orjson.loads(row[0]) for row in cur.fetchall()]
 
 
+def lock_records(cur: Cursor, ocids: Sequence[str]) -> dict[str, int]:
+    """Lock the records of ``ocids`` that exist, and return the seq of their last write."""
+    if not ocids:
+        return {}
+    cur.execute("SELECT ocid, seq FROM records WHERE ocid = ANY(%s) ORDER BY ocid FOR UPDATE", (list(ocids),))
+    return {ocid: int(seq) for ocid, seq in cur.fetchall()}
+
+
 def load_records(cur: Cursor, ocids: Sequence[str], merger: RecordMerger) -> dict[str, MergedRecord]:
+    """The stored records of ``ocids``, ready to extend (compiled releases only)."""
     if not ocids:
         return {}
     cur.execute(
-        "SELECT ocid, compiled::text, versioned::text, latest_date, latest_id, release_count FROM records "
-        "WHERE ocid = ANY(%s) ORDER BY ocid FOR UPDATE",
+        "SELECT ocid, compiled::text, latest_date, latest_id, release_count FROM records WHERE ocid = ANY(%s)",
         (list(ocids),),
     )
     return {
-        ocid: merger.resume(orjson.loads(compiled), orjson.loads(versioned), (date, rid), count)
-        for ocid, compiled, versioned, date, rid, count in cur.fetchall()
+        ocid: merger.resume(orjson.loads(compiled), None, (date, rid), count)
+        for ocid, compiled, date, rid, count in cur.fetchall()
     }
 
 
-def save_record(cur: Cursor, ocid: str, record: MergedRecord, seq: int) -> None:
+RECORD_COLUMNS = (
+    "ocid", "compiled", "versioned", "latest_date", "latest_id", "release_count", "summary", "buyer_id",
+    "buyer_name", "supplier_ids", "method", "category", "status", "amount", "currency", "date", "date_at", "year",
+    "search", "seq", "updated_at",
+)
+_RECORD_TEMPLATE = (
+    "(%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s, "
+    "to_tsvector('spanish', %s), %s, now())"
+)
+_UPSERT_RECORDS = (
+    f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES %s ON CONFLICT (ocid) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in RECORD_COLUMNS if c != "ocid")
+)
+
+
+def _record_row(ocid: str, record: MergedRecord, seq: int) -> tuple[Any, ...]:
     summary = summarize(record.compiled)
     columns = record_columns(record.compiled, summary)
-    search_text = unaccent(str(summary.get("search_text") or ""))
-    cur.execute(
-        """
-        INSERT INTO records (ocid, compiled, versioned, latest_date, latest_id, release_count, summary,
-            buyer_id, buyer_name, supplier_ids, method, category, status, amount, currency, date, search,
-            seq, updated_at)
-        VALUES (%(ocid)s, %(compiled)s::jsonb, %(versioned)s::jsonb, %(latest_date)s, %(latest_id)s,
-            %(count)s, %(summary)s::jsonb, %(buyer_id)s, %(buyer_name)s, %(supplier_ids)s::text[], %(method)s,
-            %(category)s, %(status)s, %(amount)s, %(currency)s, %(date)s,
-            to_tsvector('spanish', %(search)s), %(seq)s, now())
-        ON CONFLICT (ocid) DO UPDATE SET compiled=EXCLUDED.compiled, versioned=EXCLUDED.versioned,
-            latest_date=EXCLUDED.latest_date, latest_id=EXCLUDED.latest_id,
-            release_count=EXCLUDED.release_count, summary=EXCLUDED.summary, buyer_id=EXCLUDED.buyer_id,
-            buyer_name=EXCLUDED.buyer_name, supplier_ids=EXCLUDED.supplier_ids, method=EXCLUDED.method,
-            category=EXCLUDED.category, status=EXCLUDED.status, amount=EXCLUDED.amount,
-            currency=EXCLUDED.currency, date=EXCLUDED.date, search=EXCLUDED.search, seq=EXCLUDED.seq,
-            updated_at=EXCLUDED.updated_at
-        """,
-        {
-            "ocid": ocid,
-            "compiled": jsonb(record.compiled),
-            "versioned": jsonb(record.versioned),
-            "latest_date": record.latest[0],
-            "latest_id": record.latest[1],
-            "count": record.count,
-            "summary": jsonb({k: v for k, v in summary.items() if k != "search_text"}),
-            "buyer_id": columns.get("buyer_id"),
-            "buyer_name": columns.get("buyer_name"),
-            "supplier_ids": list(columns.get("supplier_ids") or []),
-            "method": columns.get("method"),
-            "category": columns.get("category"),
-            "status": columns.get("status"),
-            "amount": columns.get("amount"),
-            "currency": columns.get("currency"),
-            "date": columns.get("date"),
-            "search": search_text,
-            "seq": seq,
-        },
+    when = instant(columns.get("date"))
+    return (
+        ocid, jsonb(record.compiled), None if record.versioned is None else jsonb(record.versioned),
+        record.latest[0], record.latest[1], record.count,
+        jsonb({k: v for k, v in summary.items() if k != "search_text"}),
+        columns.get("buyer_id"), columns.get("buyer_name"), list(columns.get("supplier_ids") or []),
+        columns.get("method"), columns.get("category"), columns.get("status"), columns.get("amount"),
+        columns.get("currency"), columns.get("date"), when, int(columns["date"][:4]) if when else None,
+        unaccent(str(summary.get("search_text") or "")), seq,
     )
+
+
+def save_records(cur: Cursor, records: Sequence[tuple[str, MergedRecord]], first_seq: int) -> None:
+    """Upsert records in one statement, with the seqs ``first_seq``, ``first_seq + 1``, ... (in this order)."""
+    if records:
+        rows = [_record_row(ocid, record, seq) for seq, (ocid, record) in enumerate(records, start=first_seq)]
+        execute_values(cur, _UPSERT_RECORDS, rows, template=_RECORD_TEMPLATE, page_size=len(rows))
+
+
+def save_record(cur: Cursor, ocid: str, record: MergedRecord, seq: int) -> None:
+    """Upsert one record with ``seq``."""
+    save_records(cur, [(ocid, record)], seq)
 
 
 def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str, first: int) -> int:
@@ -215,3 +238,8 @@ def insert_rejected(
         (publisher, ocid if isinstance(ocid, str) else None, release_id if isinstance(release_id, str) else None,
          jsonb([f.as_dict() for f in findings]), raw, topic, partition, offset),
     )
+
+
+def store_versioned(cur: Cursor, ocid: str, versioned: Release, seq: int) -> None:
+    """Keep a versioned release derived on demand, unless the record changed since ``seq`` was read."""
+    cur.execute("UPDATE records SET versioned = %s::jsonb WHERE ocid = %s AND seq = %s", (jsonb(versioned), ocid, seq))

@@ -343,3 +343,20 @@ def test_no_releases(schema: OcdsSchema) -> None:
     """merge() of no releases gives ocdsmerge's empty compiled and versioned releases."""
     record = RecordMerger(schema).merge([])
     assert (record.compiled, record.versioned, record.count) == (reference(schema.release, [])[0], {}, 0)
+
+
+def test_compiled_only_merger_builds_the_same_compiled_release(schema: OcdsSchema, real_data: Path) -> None:
+    """A merger built with versioned=False gives the same compiled release, by merge and by extend."""
+    releases = [orjson.loads(line) for line in (real_data / "mx-jalisco.releases.jsonl").read_bytes().splitlines()]
+    full, lean = RecordMerger(schema), RecordMerger(schema, versioned=False)
+    by_ocid: dict[str, list[Release]] = {}
+    for release in releases:
+        by_ocid.setdefault(release["ocid"], []).append(release)
+    for items in by_ocid.values():
+        expected = full.merge(items)
+        record = None
+        for release in sorted(items, key=order_key):
+            record = lean.extend(record, release)
+        assert record is not None and record.versioned is None
+        assert dumps(record.compiled) == dumps(expected.compiled)
+        assert dumps(lean.merge(items).compiled) == dumps(expected.compiled)

@@ -8,7 +8,7 @@ CREATE TABLE releases (
     tags             text[]      NOT NULL DEFAULT '{}',
     publisher        text,
     digest           text        NOT NULL,             -- sha256 of the canonical JSON: same id, other content?
-    data             jsonb       NOT NULL,
+    data             text        NOT NULL,             -- the release's JSON as received (text: PostgreSQL never parses it)
     findings         jsonb       NOT NULL DEFAULT '[]', -- quality warnings kept under the lenient policy
     source_topic     text,
     source_partition integer,
@@ -22,7 +22,7 @@ CREATE TABLE releases (
 CREATE TABLE records (
     ocid            text        PRIMARY KEY,
     compiled        jsonb       NOT NULL,
-    versioned       jsonb       NOT NULL,
+    versioned       jsonb,                             -- derived on demand from the releases (NULL: not yet)
     latest_date     text        NOT NULL,
     latest_id       text        NOT NULL,
     release_count   integer     NOT NULL,
