@@ -27,7 +27,6 @@ test: install  ## lint, types, unit and integration tests against real Kafka and
 
 lint: install
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 typecheck: install
 	$(BIN)/mypy .

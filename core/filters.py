@@ -30,11 +30,10 @@ def _fold(text: str) -> str:
 
 
 def _amount(summary: Mapping[str, Any]) -> float | None:
-    for key in ("contract_amount", "award_amount", "tender_amount"):
-        value = summary.get(key)
-        if isinstance(value, int | float):
-            return float(value)
-    return None
+    """The largest of the contract, award and tender amounts that exist (as the records' amount column)."""
+    values = [float(v) for k in ("contract_amount", "award_amount", "tender_amount")
+              if isinstance(v := summary.get(k), int | float) and not isinstance(v, bool)]
+    return max(values) if values else None
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from core.publishers import load_publishers
 from core.settings import Settings
 from core.store.connection import database_url
-from feed_server import api, atom, ingest, search, ws
+from feed_server import api, atom, ingest, pages, search, ws
 from feed_server.hub import ChangeHub, Database
 from feed_server.metrics import METRICS
 from feed_server.ratelimit import ClientLimiter
@@ -83,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(ingest.router)
     app.include_router(atom.router)
     app.include_router(search.router)
+    app.include_router(pages.router)
     return app
 
 
@@ -92,6 +93,6 @@ def serve(settings: Settings) -> None:
 
     print(f"ocds-live feed server on {settings.base_url}/  (websocket "
           f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes, API docs {settings.base_url}/docs)", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, ws="websockets",
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, ws="websockets-sansio",
                 log_level="warning", ws_per_message_deflate=False, ws_ping_interval=20, ws_ping_timeout=20,
                 backlog=4096, timeout_graceful_shutdown=5)

@@ -32,6 +32,10 @@ def run_demo(settings: Settings, *, rate: float, processes: int) -> int:
     from core.store.migrate import migrate
     from ocds_live import services
 
+    def interrupted(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM too stops everything the demo started
+
+    signal.signal(signal.SIGTERM, interrupted)
     before = {s.name: s.running for s in services.status(settings)}
     for status in services.up(settings):
         print(status, flush=True)
@@ -63,7 +67,7 @@ def run_demo(settings: Settings, *, rate: float, processes: int) -> int:
 
         items = (
             Item("simulator", e.release["id"], orjson.dumps(e.release), e.release["ocid"], e.release["id"])
-            for e in simulate(seed=int(time.time()), processes=processes)
+            for e in simulate(seed=int(time.time()) % 1000, processes=processes)
         )
         producer = ReleaseProducer(settings, client_id="ocds-live-demo")
         try:
