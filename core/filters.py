@@ -75,6 +75,8 @@ class ChangeFilter:
                     raise FilterError(f"{f.name} must be a string, not {raw!r}")
                 if len(raw) > 200:
                     raise FilterError(f"{f.name} is longer than 200 characters")
+                if any(ord(c) < 32 for c in raw):
+                    raise FilterError(f"{f.name} contains control characters")
                 values[f.name] = raw
         return cls(**values)
 

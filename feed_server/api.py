@@ -1,48 +1,107 @@
 """The OCDS API, per OCDS publication guidance: packages, seek paging with ``links.next``, bulk files.
 
-Every list is paged by a number taken in commit order (see ``core.store.writer.allocate``), so a
-client following ``links.next`` while the store is written to sees every item once, in order.
+Every list is paged by a number taken in commit order (see ``core.store.writer.allocate``): a
+transaction that took lower numbers always commits before one that took higher ones, so the rows a
+reader can see are always a prefix of the numbering. A client following ``links.next`` while the store
+is written to therefore sees:
+
+- ``/api/releases``: every release once, in the order it was stored (releases never change);
+- ``/api/changes``: every change once, in cursor order;
+- ``/api/records``: every record at least once. A record takes a new number each time it is written, so
+  one updated while you page moves behind your position and appears again later with its new version
+  (never skipped; keep the last one you see per ocid).
+
+``links.next`` is given when more items are stored after the page (the server reads one more than
+``limit`` to know), so following it from the start visits only non-empty pages, each a package that
+validates against the OCDS 1.1.5 package schemas, and ends. ``links.resume`` is given when you have
+caught up: the same position, to poll later for what is stored after it (an empty answer there has an
+empty ``releases``/``records`` array, the one package that cannot meet the schema's ``minItems``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 import zlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 
+from core.exceptions import MergeConflictError
 from core.filters import ChangeFilter, FilterError
-from core.store import reader
+from core.merge import RecordMerger
+from core.schema import load_schema
+from core.store import reader, writer
 from feed_server.responses import JSON, problem
 
-router = APIRouter()
+_ERROR = {"description": "an error: `{\"error\": message, \"status\": code}`"}
+router = APIRouter(responses={
+    400: _ERROR,
+    429: {**_ERROR, "headers": {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}},
+})
 
 OCDS_VERSION = "1.1"
+MAX_CURSOR = 2**63 - 1  # numbers are PostgreSQL bigints
 Limit = Annotated[int, Query(ge=1, le=1000, description="items per page")]
-After = Annotated[int, Query(ge=0, description="the cursor of the last item you have (0: from the start)")]
+After = Annotated[int, Query(ge=0, le=MAX_CURSOR,
+                             description="the cursor of the last item you have (0: from the start)")]
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def _publisher(request: Request) -> dict[str, str]:
     return {"name": "ocds-live", "uri": request.app.state.settings.base_url}
 
 
+def _base(request: Request) -> str:
+    base: str = request.app.state.settings.base_url
+    return base
+
+
 def _stamp(when: datetime | None = None) -> str:
     return (when or datetime.now(UTC)).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _self(request: Request) -> str:
+    """This request's URL on the public base URL (what the package's ``uri`` names)."""
+    query = urlencode(list(request.query_params.multi_items()))
+    return f"{_base(request)}{request.url.path}" + (f"?{query}" if query else "")
 
 
 def _next(request: Request, **params: Any) -> str:
     query = {k: v for k, v in request.query_params.items() if k not in params}
     query.update({k: str(v) for k, v in params.items()})
-    return f"{request.app.state.settings.base_url}{request.url.path}?{urlencode(query)}"
+    return f"{_base(request)}{request.url.path}?{urlencode(query)}"
+
+
+def _links(request: Request, rows: list[tuple[int, Any]], limit: int, position: int) -> dict[str, str]:
+    """``next`` when more than ``limit`` rows came back (the extra one is dropped), else ``resume``."""
+    if len(rows) > limit:
+        return {"next": _next(request, cursor=rows[limit - 1][0])}
+    return {"resume": _next(request, cursor=rows[-1][0] if rows else position)}
+
+
+def _release_url(base: str, ocid: str, release_id: str) -> str:
+    return f"{base}/api/releases/{quote(ocid, safe='')}/{quote(release_id, safe='')}"
 
 
 def _linked(base: str, ocid: str, releases: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"url": f"{base}/api/releases/{ocid}/{r['id']}", "date": r["date"], "tag": r["tag"]} for r in releases]
+    """Linked releases (url, date, tag), in date order as the record package schema asks."""
+    return [{"url": _release_url(base, ocid, r["id"]), "date": r["date"], "tag": r["tag"]} for r in releases]
+
+
+def _storable(*values: str | None) -> bool:
+    """Whether PostgreSQL text can hold these values (it cannot hold NUL, so no row has one)."""
+    return not any(v is not None and "\x00" in v for v in values)
+
+
+def _package(request: Request, published: str, **content: Any) -> dict[str, Any]:
+    return {"uri": _self(request), "version": OCDS_VERSION, "publishedDate": published,
+            "publisher": _publisher(request), **content}
 
 
 @router.get("/healthz")
@@ -51,79 +110,117 @@ async def healthz(request: Request) -> dict[str, Any]:
     return {"status": "ok", "head": request.app.state.hub.head}
 
 
-@router.get("/api/records/{ocid}", response_class=JSON)
+def _derive_versioned(conn: Any, ocid: str, merger: RecordMerger) -> dict[str, Any] | None:
+    """The record merged from its stored releases (linked releases, compiled and versioned release); the
+    versioned release is kept unless the record changed meanwhile. None when the record is gone.
+
+    The stream processor does not write versioned releases (they cost 4x the compiled release); the
+    first request for one derives it here. Releases and the record's seq are read in one statement (one
+    snapshot), and ``writer.store_versioned`` keeps the result only while the record still has that seq.
+    """
+    with conn.cursor() as cur:
+        cur.execute("SELECT r.seq, s.data::text FROM records r JOIN releases s ON s.ocid = r.ocid WHERE r.ocid = %s",
+                    (ocid,))
+        rows = cur.fetchall()
+        if not rows:
+            conn.commit()
+            return None
+        releases = [orjson.loads(data) for _, data in rows]
+        try:
+            merged = merger.merge(releases)
+        except MergeConflictError:  # the processor stores only releases that merge; never fail a read on it
+            conn.commit()
+            return None
+        if merged.versioned is not None:
+            writer.store_versioned(cur, ocid, merged.versioned, rows[0][0])
+    conn.commit()
+    linked = sorted(({"id": r["id"], "date": r["date"], "tag": list(r.get("tag") or [])} for r in releases),
+                    key=lambda r: (r["date"], r["id"]))
+    return {"releases": linked, "compiled": merged.compiled, "versioned": merged.versioned}
+
+
+async def _versioned_merger(request: Request) -> RecordMerger:
+    merger: RecordMerger | None = getattr(request.app.state, "versioned_merger", None)
+    if merger is None:
+        settings = request.app.state.settings
+        schema = await asyncio.to_thread(load_schema, settings.schema_dir, settings.cache_dir)
+        merger = request.app.state.versioned_merger = RecordMerger(schema, versioned=True)
+    return merger
+
+
+@router.get("/api/records/{ocid}", response_class=JSON, responses={404: _ERROR})
 async def get_record(ocid: str, request: Request) -> JSON:
-    """One contracting process as an OCDS record package (compiled and versioned release)."""
-    row = await request.app.state.db.run(reader.record, ocid)
+    """One contracting process as an OCDS record package: linked releases, compiled and versioned release.
+
+    A versioned release not stored yet is derived from the stored releases on this request, and kept.
+    """
+    db = request.app.state.db
+    row = await db.run(reader.record, ocid) if _storable(ocid) else None
     if row is None:
-        raise HTTPException(404, f"no record for ocid {ocid!r}")
-    base = request.app.state.settings.base_url
+        return problem(404, f"no record for ocid {ocid!r}")
+    if row["versioned"] is None:  # derived from one snapshot of the releases, so all parts agree
+        row = {**row, **(await db.run(_derive_versioned, ocid, await _versioned_merger(request)) or {})}
     record = {
         "ocid": ocid,
-        "releases": _linked(base, ocid, row["releases"]),
+        "releases": _linked(_base(request), ocid, row["releases"]),
         "compiledRelease": row["compiled"],
-        "versionedRelease": row["versioned"],
     }
-    return JSON({
-        "uri": f"{base}/api/records/{ocid}",
-        "version": OCDS_VERSION,
-        "publishedDate": _stamp(row["updated_at"]),
-        "publisher": _publisher(request),
-        "records": [record],
-    })
+    if row["versioned"] is not None:
+        record["versionedRelease"] = row["versioned"]
+    return JSON(_package(request, _stamp(row["updated_at"]), records=[record]))
 
 
-@router.get("/api/releases/{ocid}/{release_id}", response_class=JSON)
+@router.get("/api/releases/{ocid}/{release_id}", response_class=JSON, responses={404: _ERROR})
 async def get_release(ocid: str, release_id: str, request: Request) -> JSON:
     """One release, in a release package."""
-    data = await request.app.state.db.run(reader.release, ocid, release_id)
+    found = _storable(ocid, release_id)
+    data = await request.app.state.db.run(reader.release, ocid, release_id) if found else None
     if data is None:
-        raise HTTPException(404, f"no release {release_id!r} for ocid {ocid!r}")
-    base = request.app.state.settings.base_url
-    return JSON({
-        "uri": f"{base}/api/releases/{ocid}/{release_id}",
-        "version": OCDS_VERSION,
-        "publishedDate": _stamp(),
-        "publisher": _publisher(request),
-        "releases": [data],
-    })
+        return problem(404, f"no release {release_id!r} for ocid {ocid!r}")
+    return JSON(_package(request, _stamp(), releases=[data]))
 
 
 @router.get("/api/releases", response_class=JSON)
-async def list_releases(request: Request, cursor: After = 0, limit: Limit = 100,
-                        since: Annotated[str | None, Query(description="only releases dated at or after")] = None,
-                        ) -> JSON:
-    """Every release in the order it was stored, as a release package with ``links.next``."""
-    rows = await request.app.state.db.run(reader.releases_page, cursor, limit, since)
-    package: dict[str, Any] = {
-        "uri": str(request.url), "version": OCDS_VERSION, "publishedDate": _stamp(),
-        "publisher": _publisher(request), "releases": [data for _, data in rows], "links": {},
-    }
-    if rows:
-        package["links"]["next"] = _next(request, cursor=rows[-1][0])
-    return JSON(package)
+async def list_releases(
+    request: Request, cursor: After = 0, limit: Limit = 100,
+    since: Annotated[str | None, Query(description=(
+        "only releases dated at or after this date (2024-01-31) or RFC 3339 date-time, compared with each "
+        "release's date as published"))] = None,
+) -> JSON:
+    """Every release in the order it was stored, as a release package with ``links.next`` (seek paging).
+
+    Following ``links.next`` (then ``links.resume``) while releases are stored returns each release
+    exactly once.
+    """
+    if since is not None:
+        try:
+            if not _DAY.fullmatch(since):
+                datetime.fromisoformat(since)
+        except ValueError:
+            return problem(400, "since must be a date (2024-01-31) or an RFC 3339 date-time")
+    rows = await request.app.state.db.run(reader.releases_page, cursor, limit + 1, since)
+    links = _links(request, rows, limit, cursor)
+    return JSON(_package(request, _stamp(), releases=[data for _, data in rows[:limit]], links=links))
 
 
 @router.get("/api/records", response_class=JSON)
-async def list_records(request: Request, cursor: After = 0, limit: Annotated[int, Query(ge=1, le=200)] = 50) -> JSON:
-    """Every record in the order of its last change (compiled release and linked releases), paged."""
-    rows = await request.app.state.db.run(reader.records_page, cursor, limit)
-    base = request.app.state.settings.base_url
-    package: dict[str, Any] = {
-        "uri": str(request.url), "version": OCDS_VERSION, "publishedDate": _stamp(),
-        "publisher": _publisher(request),
-        "records": [
-            {"ocid": r["ocid"], "releases": _linked(base, r["ocid"], r["releases"]), "compiledRelease": r["compiled"]}
-            for _, r in rows
-        ],
-        "links": {},
-    }
-    if rows:
-        package["links"]["next"] = _next(request, cursor=rows[-1][0])
-    return JSON(package)
+async def list_records(request: Request, cursor: After = 0,
+                       limit: Annotated[int, Query(ge=1, le=200, description="records per page")] = 50) -> JSON:
+    """Every record in the order of its last write (linked releases and compiled release), with ``links.next``.
+
+    A record written again while you page moves behind your position: it appears again later with its
+    new version, and is never skipped.
+    """
+    rows = await request.app.state.db.run(reader.records_page, cursor, limit + 1)
+    base = _base(request)
+    records = [
+        {"ocid": r["ocid"], "releases": _linked(base, r["ocid"], r["releases"]), "compiledRelease": r["compiled"]}
+        for _, r in rows[:limit]
+    ]
+    return JSON(_package(request, _stamp(), records=records, links=_links(request, rows, limit, cursor)))
 
 
-@router.get("/api/changes", response_class=JSON)
+@router.get("/api/changes", response_class=JSON, responses={404: _ERROR, 410: _ERROR})
 async def list_changes(
     request: Request, after: After = 0, limit: Limit = 100,
     ocid: str | None = None, ocid_prefix: str | None = None, buyer: str | None = None,
@@ -133,21 +230,27 @@ async def list_changes(
 ) -> JSON:
     """The pull form of the change feed: changes after a cursor, filtered like the websocket.
 
-    ``next_cursor`` is the last cursor examined (matching or not): pass it as ``after`` next time.
+    ``next_cursor`` is the last cursor examined (matching or not): pass it as ``after`` next time (or
+    follow ``links.next``). One request examines at most ``20 * limit`` changes, so a page of a rare
+    filter may be empty before the head: keep following until ``next_cursor`` equals ``head``. A cursor
+    past the head is 404; one before the oldest change kept is 410.
     """
     try:
         change_filter = ChangeFilter.from_mapping(dict(request.query_params))
     except FilterError as exc:
         return problem(400, str(exc))
-    head = request.app.state.hub.head
+    hub = request.app.state.hub
+    head = hub.head
     first = await request.app.state.db.run(reader.first_cursor)
-    if after > head or (first is not None and after < first - 1):
-        return problem(410 if after < head else 404,
-                       f"cursor {after} is not in the change log ({(first or 1) - 1}..{head})")
+    if after > head:
+        return problem(404, f"cursor {after} is not in the change log: the newest change is {head}")
+    if first is not None and after < first - 1:
+        return problem(410, f"cursor {after} is no longer in the change log: the oldest change kept is {first}; "
+                            "start again from a record or from after=" + str(first - 1))
     found: list[dict[str, Any]] = []
     position, scanned = after, 0
     while len(found) < limit and scanned < 20 * limit and position < head:
-        events = await request.app.state.hub.read(position, 500)
+        events = await hub.read(position, 500)
         if not events:
             break
         for event in events:
@@ -157,15 +260,16 @@ async def list_changes(
                 found.append(event)
                 if len(found) >= limit:
                     break
-    body: dict[str, Any] = {"changes": found, "next_cursor": position, "head": head, "links": {}}
-    body["links"]["next"] = _next(request, after=position)
-    return JSON(body)
+    return JSON({"changes": found, "next_cursor": position, "head": head,
+                 "links": {"next": _next(request, after=position)}})
 
 
 @router.get("/api/rejected", response_class=JSON)
 async def list_rejected(request: Request, after: After = 0, limit: Limit = 100,
                         publisher: str | None = None) -> JSON:
     """Rejected releases with their findings and where they were read (source topic/partition/offset)."""
+    if not _storable(publisher):
+        return problem(400, "publisher contains a NUL character")
     rows = await request.app.state.db.run(reader.rejected_page, after, limit, publisher)
     body: dict[str, Any] = {"rejected": rows, "links": {}}
     if rows:
@@ -173,28 +277,51 @@ async def list_rejected(request: Request, after: After = 0, limit: Limit = 100,
     return JSON(body)
 
 
-@router.get("/api/bulk/{kind}.jsonl.gz", response_class=StreamingResponse)
-async def bulk(kind: str, request: Request) -> StreamingResponse:
-    """Every release or every compiled release, streamed as gzipped JSON Lines (``releases`` or ``records``)."""
+class _Gzip:
+    """Gzip members of JSON Lines, compressed in a worker thread so the event loop keeps serving."""
+
+    def __init__(self) -> None:
+        self._z = zlib.compressobj(6, zlib.DEFLATED, 31)
+
+    def _lines(self, items: list[Any]) -> bytes:
+        return self._z.compress(b"".join(orjson.dumps(item) + b"\n" for item in items))
+
+    async def lines(self, items: list[Any]) -> bytes:
+        return await asyncio.to_thread(self._lines, items)
+
+    def end(self) -> bytes:
+        return self._z.flush()
+
+
+@router.get("/api/bulk/{kind}.jsonl.gz", response_class=StreamingResponse, response_model=None, responses={
+    200: {"content": {"application/gzip": {}}, "description": "gzipped JSON Lines"}, 404: _ERROR,
+})
+async def bulk(kind: str, request: Request) -> StreamingResponse | JSON:
+    """Every release (``releases``) or every compiled release (``records``), streamed as gzipped JSON Lines.
+
+    Read in the same order as the paged lists: releases stored while the file streams are included
+    once; a record written again while the file streams appears again later in it with its new
+    version (keep the last line per ocid).
+    """
     if kind not in ("releases", "records"):
-        raise HTTPException(404, "bulk files are releases.jsonl.gz and records.jsonl.gz")
+        return problem(404, "bulk files are releases.jsonl.gz and records.jsonl.gz")
     db = request.app.state.db
 
     async def chunks() -> AsyncIterator[bytes]:
-        gzip = zlib.compressobj(6, zlib.DEFLATED, 31)
+        gzip = _Gzip()
         position = 0
         while True:
             if kind == "releases":
                 rows = await db.run(reader.releases_page, position, 1000, None)
-                lines = [orjson.dumps(data) for _, data in rows]
+                items = [data for _, data in rows]
             else:
                 rows = await db.run(reader.records_page, position, 500)
-                lines = [orjson.dumps(r["compiled"]) for _, r in rows]
+                items = [r["compiled"] for _, r in rows]
             if not rows:
                 break
             position = rows[-1][0]
-            yield gzip.compress(b"\n".join(lines) + b"\n")
-        yield gzip.flush()
+            yield await gzip.lines(items)
+        yield gzip.end()
 
     return StreamingResponse(chunks(), media_type="application/gzip",
                              headers={"Content-Disposition": f'attachment; filename="{kind}.jsonl.gz"'})
