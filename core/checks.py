@@ -274,7 +274,7 @@ def exact_findings(text: str) -> list[Finding]:
                     Finding(where, "duplicate-key", f"the key {shorten(key)!r} appears more than once at {where}")
                 )
         elif isinstance(value, _BigInt):
-            where = pointer(path)
+            where = pointer(path).replace("\x00", "\\u0000")  # the finding itself is stored as JSONB
             findings.append(
                 Finding(
                     where,

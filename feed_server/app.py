@@ -25,8 +25,9 @@ logger = logging.getLogger("ocds_live.feed")
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(database_url(settings))
-        hub = ChangeHub(db)
+        url = database_url(settings)
+        db = Database(url)
+        hub = ChangeHub(db, url)
         await hub.start()
         app.state.settings, app.state.db, app.state.hub = settings, db, hub
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))

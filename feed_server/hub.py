@@ -9,14 +9,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import select
+import threading
 from collections import deque
 from typing import Any
 
+import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
 from core.store import reader
 
 logger = logging.getLogger("ocds_live.feed")
+
+CHANNEL = "ocds_changes"  # the stream processor NOTIFYs it in each transaction that appends changes
 
 
 class Database:
@@ -43,23 +48,72 @@ class Database:
 
 
 class ChangeHub:
-    def __init__(self, db: Database, *, ring_size: int = 20_000, poll_interval: float = 0.05) -> None:
+    """Tails the change log: woken by PostgreSQL NOTIFY at each commit, polling as a fallback.
+
+    Subscribers wait on one shared future per step of the log (no task or timer per subscriber), which
+    the hub resolves when new changes arrive, or every ``heartbeat`` seconds when none do.
+    """
+
+    def __init__(self, db: Database, url: str | None = None, *, ring_size: int = 20_000,
+                 poll_interval: float = 1.0, heartbeat: float = 15.0) -> None:
         self.db = db
+        self.url = url
         self.ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
         self.head = 0
         self.poll_interval = poll_interval
-        self._changed = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self.heartbeat = heartbeat
+        self._step: asyncio.Future[None] | None = None
+        self._wakeup = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._listening = threading.Event()
+        self._stop = threading.Event()
 
     async def start(self) -> None:
         self.head = await self.db.run(reader.head)
-        self._task = asyncio.create_task(self._tail(), name="change-hub")
+        self._tasks = [asyncio.create_task(self._tail(), name="change-hub"),
+                       asyncio.create_task(self._beat(), name="change-hub-heartbeat")]
+        if self.url is not None:
+            loop = asyncio.get_running_loop()
+            threading.Thread(target=self._listen, args=(loop,), name="change-hub-listen", daemon=True).start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
+
+    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
+        """LISTEN in a thread of its own; each notification wakes the tail loop at once."""
+        while not self._stop.is_set():
+            try:
+                conn = psycopg2.connect(self.url, application_name="ocds-live-listen")
+                conn.autocommit = True
+                with conn.cursor() as cur:
+                    cur.execute(f"LISTEN {CHANNEL}")
+                self._listening.set()
+                while not self._stop.is_set():
+                    if select.select([conn], [], [], 1.0)[0]:
+                        conn.poll()
+                        if conn.notifies:
+                            conn.notifies.clear()
+                            loop.call_soon_threadsafe(self._wakeup.set)
+                conn.close()
+            except Exception as exc:  # noqa: BLE001 - fall back to polling until PostgreSQL is back
+                self._listening.clear()
+                logger.warning("LISTEN failed (%s); polling until it works again", exc)
+                self._stop.wait(2.0)
+
+    def _resolve(self) -> None:
+        step, self._step = self._step, None
+        if step is not None and not step.done():
+            step.set_result(None)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat)
+            self._resolve()
 
     async def _tail(self) -> None:
         while True:
@@ -72,17 +126,17 @@ class ChangeHub:
             if events:
                 self.ring.extend(events)
                 self.head = events[-1]["cursor"]
-                changed, self._changed = self._changed, asyncio.Event()
-                changed.set()
-            else:
-                await asyncio.sleep(self.poll_interval)
+                self._resolve()
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
 
-    async def wait(self, position: int, timeout: float) -> None:
-        """Return when the log has moved past ``position``, or after ``timeout`` seconds."""
-        if self.head > position:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._changed.wait(), timeout)
+    async def wait(self) -> None:
+        """Return at the next step of the log (new changes), or at the next heartbeat tick."""
+        if self._step is None:
+            self._step = asyncio.get_running_loop().create_future()
+        await asyncio.shield(self._step)
 
     async def read(self, after: int, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` changes with cursor > ``after`` (from memory when recent enough)."""

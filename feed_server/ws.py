@@ -25,7 +25,6 @@ from feed_server.metrics import METRICS
 router = APIRouter()
 logger = logging.getLogger("ocds_live.feed")
 
-HEARTBEAT = 15.0
 PAGE = 500
 CLOSE_BAD_CURSOR = 4004
 CLOSE_TOO_SLOW = 4008
@@ -43,7 +42,6 @@ class Subscription:
     position: int
     filter: ChangeFilter = field(default_factory=ChangeFilter)
     detail: str = "summary"
-    generation: int = 0  # bumped by each subscribe message, so the sender restarts cleanly
 
 
 def _parse_after(raw: Any, head: int) -> int:
@@ -80,7 +78,7 @@ class Connection:
         self.hub = hub
         self.send_timeout = send_timeout
         self.sub = Subscription(hub.head)
-        self.changed = asyncio.Event()
+        self.sender: asyncio.Future[None] | None = None
 
     async def send(self, message: dict[str, Any]) -> None:
         await asyncio.wait_for(self.ws.send_text(orjson.dumps(message).decode()), self.send_timeout)
@@ -97,6 +95,12 @@ class Connection:
         await self.ws.close(CLOSE_BAD_CURSOR, reason=f"unknown cursor {position}")
         return False
 
+    def start(self) -> None:
+        """(Re)start streaming the current subscription."""
+        if self.sender is not None:
+            self.sender.cancel()
+        self.sender = asyncio.ensure_future(self.stream(self.sub))
+
     async def receive(self) -> None:
         """Client messages: ``subscribe`` replaces the subscription; anything else is an error."""
         while True:
@@ -110,41 +114,30 @@ class Connection:
                 await self.send({"type": "error", "code": "bad-message", "message": str(exc)})
                 continue
             if await self.check_cursor(sub.position):
-                sub.generation = self.sub.generation + 1
                 self.sub = sub
-                self.changed.set()
+                self.start()
 
     async def full(self, event: dict[str, Any]) -> dict[str, Any]:
         record = await self.ws.app.state.db.run(reader.compiled, event["ocid"])
         return {**event, "compiledRelease": record}
 
-    async def stream(self) -> None:
+    async def stream(self, sub: Subscription) -> None:
         """Send the subscription's changes forever: backfill, ``caught_up``, then live."""
+        await self.send({"type": "subscribed", "cursor": sub.position, "detail": sub.detail,
+                         "filters": sub.filter.as_dict()})
         caught_up = False
-        generation = -1
+        limit = self.ws.app.state.settings.ws_queue_size
         while True:
-            sub = self.sub
-            if sub.generation != generation:
-                generation, caught_up = sub.generation, False
-                await self.send({"type": "subscribed", "cursor": sub.position, "detail": sub.detail,
-                                 "filters": sub.filter.as_dict()})
             events = await self.hub.read(sub.position, PAGE)
             if not events:
                 if not caught_up:
                     await self.send({"type": "caught_up", "cursor": sub.position})
                     caught_up = True
-                waiters = [asyncio.ensure_future(self.changed.wait()),
-                           asyncio.ensure_future(self.hub.wait(sub.position, HEARTBEAT))]
-                try:
-                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
-                self.changed.clear()
-                if self.hub.head == sub.position and self.sub is sub:
+                head = self.hub.head
+                await self.hub.wait()  # the next step of the log, or the hub's heartbeat tick
+                if self.hub.head == head:
                     await self.send({"type": "heartbeat", "cursor": sub.position})
                 continue
-            limit = self.ws.app.state.settings.ws_queue_size
             if caught_up and self.hub.head - sub.position > limit:
                 await self.send({"type": "error", "code": "too-slow", "cursor": sub.position,
                                  "message": f"you fell more than {limit} changes behind; reconnect with "
@@ -152,8 +145,6 @@ class Connection:
                 await self.ws.close(CLOSE_TOO_SLOW, reason=str(sub.position))
                 return
             for event in events:
-                if self.sub is not sub:
-                    break
                 if sub.filter.matches(event):
                     payload = await self.full(event) if sub.detail == "full" else event
                     await self.send({"type": "change", "cursor": event["cursor"], "change": payload})
@@ -187,18 +178,25 @@ async def changes(ws: WebSocket) -> None:
         if not await conn.check_cursor(conn.sub.position):
             return
         receiver = asyncio.ensure_future(conn.receive())
-        sender = asyncio.ensure_future(conn.stream())
+        conn.start()
         try:
-            done, _ = await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if isinstance(task.exception(), TimeoutError):
+            while conn.sender is not None:
+                sender = conn.sender
+                done, _ = await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
+                if receiver in done:
+                    break  # the client went away
+                if sender.cancelled():
+                    continue  # replaced by a new subscription
+                if isinstance(sender.exception(), TimeoutError):
                     METRICS.ws_slow_closed.inc()
                     with contextlib.suppress(Exception):
                         await ws.close(CLOSE_TOO_SLOW, reason=str(conn.sub.position))
+                break
         finally:
-            for task in (receiver, sender):
-                task.cancel()
-            await asyncio.gather(receiver, sender, return_exceptions=True)
+            receiver.cancel()
+            if conn.sender is not None:
+                conn.sender.cancel()
+            await asyncio.gather(receiver, *([conn.sender] if conn.sender else []), return_exceptions=True)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:

@@ -100,6 +100,13 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    from consumers.replay import replay
+
+    print(replay(settings, database_url=args.database_url, group=args.group, force=args.force).report())
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from ocds_live.demo import run_demo
 
@@ -139,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--defect-rate", type=float, default=0.0, help="share of releases broken on purpose")
     p.add_argument("--out", help="write JSON Lines for `load` instead of sending")
     p.set_defaults(handler=_simulate)
+
+    p = sub.add_parser("replay", help="rebuild the store from the release topic")
+    p.add_argument("--database-url", help="the store to rebuild (default: DATABASE_URL); it must hold no records")
+    p.add_argument("--group", help="a new consumer group (default: <app_id>-replay-<random>)")
+    p.add_argument("--force", action="store_true", help="replay into a store that already holds records")
+    p.set_defaults(handler=_replay)
 
     p = sub.add_parser("demo", help="everything together on the embedded defaults")
     p.add_argument("--rate", type=float, default=20.0)

@@ -60,10 +60,10 @@ def run_demo(settings: Settings, *, rate: float, processes: int) -> int:
               f"  API         {base}/api/records/<ocid>   {base}/docs\n"
               f"sending simulated Mexican federal releases at {rate:g}/s; Ctrl-C stops everything\n", flush=True)
         import orjson
-        from producers.simulator import simulate
 
         from producers.loader import Item
         from producers.send import send_items
+        from producers.simulator import simulate
 
         items = (
             Item("simulator", e.release["id"], orjson.dumps(e.release), e.release["ocid"], e.release["id"])

@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import faust
 
-from core.exceptions import StoreError
+from core.exceptions import StoreUnavailableError
 from core.kafka import headers_dict
 from core.publishers import load_publishers
 from core.schema import load_schema
@@ -51,7 +51,7 @@ async def handle_batch(processor: BatchProcessor, batch: Sequence[Incoming], sto
             result = await loop.run_in_executor(None, processor.process, batch)
             logger.debug("batch %s: %s", _span(batch), result)
             return
-        except StoreError as exc:
+        except StoreUnavailableError as exc:
             logger.warning("store failed for %s: %s; retrying in %.1fs (the partition waits; nothing is "
                            "skipped)", _span(batch), exc, delay)
         except Exception as exc:  # noqa: BLE001 - isolate the message that breaks processing

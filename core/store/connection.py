@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg2
+import psycopg2.errors
 import psycopg2.extensions
 
 from core.exceptions import StoreError, StoreUnavailableError
@@ -57,7 +58,8 @@ def translated_errors() -> Iterator[None]:
     """Translate psycopg2 errors into the store's own, at the boundary."""
     try:
         yield
-    except (psycopg2.OperationalError, psycopg2.InterfaceError) as exc:
+    except (psycopg2.OperationalError, psycopg2.InterfaceError, psycopg2.errors.TransactionRollbackError) as exc:
+        # unreachable, restarting, or a deadlock/serialization failure: all pass, so retry
         raise StoreUnavailableError(f"PostgreSQL failed: {str(exc).strip()}") from exc
     except psycopg2.Error as exc:
         raise StoreError(f"PostgreSQL refused: {str(exc).strip()}") from exc

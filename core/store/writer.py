@@ -223,6 +223,7 @@ def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str, fir
         cur, "INSERT INTO changes (cursor, ocid, release_id, kind, event) VALUES %s", rows,
         template="(%s, %s, %s, %s, %s::jsonb)", page_size=len(rows),
     )
+    cur.execute("NOTIFY ocds_changes")  # delivered at commit: feed servers wake without polling
     return len(events)
 
 

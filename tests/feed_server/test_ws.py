@@ -200,7 +200,9 @@ def test_resume_from_random_cursors_while_two_writers_commit(server: Settings) -
         cursors: list[int] = []
         position = 0
         while position < 2000:  # well past the 600 changes present at the start: resumes happen live too
-            async with websockets.connect(_ws(server, f"?after={position}"), max_size=None) as ws:
+            # max_queue=None: a client that stops reading with a full queue cannot finish the closing
+            # handshake until its close_timeout (10 s) while the server still has changes in flight
+            async with websockets.connect(_ws(server, f"?after={position}"), max_size=None, max_queue=None) as ws:
                 for _ in range(rng.randint(20, 300)):
                     message = json.loads(await asyncio.wait_for(ws.recv(), 10))
                     if message["type"] == "change":
