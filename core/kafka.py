@@ -87,6 +87,7 @@ class ReleaseProducer:
             "request_timeout_ms": 10_000,
             "delivery_timeout_ms": 30_000,
             "max_block_ms": 10_000,
+            "bootstrap_timeout_ms": 10_000,
         }
         options.update(overrides)
         try:

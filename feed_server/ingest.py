@@ -43,7 +43,7 @@ class Ingest:
                 self._producer = ReleaseProducer(
                     self.settings, client_id="ocds-live-ingest",
                     delivery_timeout_ms=DELIVERY_TIMEOUT_MS, request_timeout_ms=DELIVERY_TIMEOUT_MS - 1000,
-                    max_block_ms=DELIVERY_TIMEOUT_MS,
+                    max_block_ms=DELIVERY_TIMEOUT_MS, bootstrap_timeout_ms=DELIVERY_TIMEOUT_MS,
                 )
             return self._producer
 
