@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +23,16 @@ from feed_server.responses import problem
 logger = logging.getLogger("ocds_live.feed")
 
 
+async def _watch_senders(app: FastAPI) -> None:
+    """Close subscribers whose send has been blocked too long (one check for all, not a timer per send)."""
+    loop = asyncio.get_running_loop()
+    while True:
+        await asyncio.sleep(0.5)
+        now = loop.time()
+        for conn in list(app.state.connections):
+            conn.stuck(now)
+
+
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,9 +45,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ws_clients = {}
         app.state.connections = set()
         app.state.limiter = ClientLimiter(settings.read_rate_limit)
+        watchdog = asyncio.create_task(_watch_senders(app))
         try:
             yield
         finally:
+            watchdog.cancel()
             await hub.stop()
             app.state.ingest.close()
             db.close()

@@ -14,6 +14,7 @@ import threading
 from collections import deque
 from typing import Any
 
+import orjson
 import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
@@ -66,6 +67,7 @@ class ChangeHub:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = threading.Event()
+        self._messages: dict[int, str] = {}  # cursor -> encoded change message, for changes in the ring
         self._stop = threading.Event()
 
     async def start(self) -> None:
@@ -115,6 +117,16 @@ class ChangeHub:
             await asyncio.sleep(self.heartbeat)
             self._resolve()
 
+    def encoded(self, event: dict[str, Any]) -> str:
+        """The ``change`` message of an event, serialised once for every subscriber that gets it."""
+        cursor: int = event["cursor"]
+        text = self._messages.get(cursor)
+        if text is None:
+            text = orjson.dumps({"type": "change", "cursor": cursor, "change": event}).decode()
+            if self.ring and cursor >= self.ring[0]["cursor"]:
+                self._messages[cursor] = text
+        return text
+
     async def _tail(self) -> None:
         while True:
             try:
@@ -126,6 +138,9 @@ class ChangeHub:
             if events:
                 self.ring.extend(events)
                 self.head = events[-1]["cursor"]
+                low = self.ring[0]["cursor"]
+                while self._messages and next(iter(self._messages)) < low:
+                    del self._messages[next(iter(self._messages))]
                 self._resolve()
                 continue
             self._wakeup.clear()

@@ -79,10 +79,28 @@ class Connection:
         self.send_timeout = send_timeout
         self.sub = Subscription(hub.head)
         self.sender: asyncio.Future[None] | None = None
+        self.sending_since: float | None = None  # watched by the server's watchdog, not a timer per send
+        self.too_slow = False
 
     async def send(self, message: dict[str, Any]) -> None:
-        await asyncio.wait_for(self.ws.send_text(orjson.dumps(message).decode()), self.send_timeout)
+        await self.send_text(orjson.dumps(message).decode())
+
+    async def send_text(self, text: str) -> None:
+        self.sending_since = asyncio.get_running_loop().time()
+        try:
+            await self.ws.send_text(text)
+        finally:
+            self.sending_since = None
         METRICS.ws_messages.inc()
+
+    def stuck(self, now: float) -> bool:
+        """Whether a send has been blocked longer than the send timeout: then stop the sender."""
+        if self.sending_since is not None and now - self.sending_since > self.send_timeout:
+            self.too_slow = True
+            if self.sender is not None:
+                self.sender.cancel()
+            return True
+        return False
 
     async def check_cursor(self, position: int) -> bool:
         first = await self.ws.app.state.db.run(reader.first_cursor)
@@ -146,8 +164,11 @@ class Connection:
                 return
             for event in events:
                 if sub.filter.matches(event):
-                    payload = await self.full(event) if sub.detail == "full" else event
-                    await self.send({"type": "change", "cursor": event["cursor"], "change": payload})
+                    if sub.detail == "full":
+                        payload = await self.full(event)
+                        await self.send({"type": "change", "cursor": event["cursor"], "change": payload})
+                    else:
+                        await self.send_text(self.hub.encoded(event))
                 sub.position = event["cursor"]
 
 
@@ -185,9 +206,9 @@ async def changes(ws: WebSocket) -> None:
                 done, _ = await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
                 if receiver in done:
                     break  # the client went away
-                if sender.cancelled():
+                if sender.cancelled() and not conn.too_slow:
                     continue  # replaced by a new subscription
-                if isinstance(sender.exception(), TimeoutError):
+                if conn.too_slow:
                     METRICS.ws_slow_closed.inc()
                     with contextlib.suppress(Exception):
                         await ws.close(CLOSE_TOO_SLOW, reason=str(conn.sub.position))
