@@ -223,6 +223,14 @@ def _kafka_uuid() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def _wait_gone(pid: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``pid`` to exit; whether it did."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    return not _alive(pid)
+
+
 def _terminate(pid: int, timeout: float) -> None:
     try:
         os.killpg(pid, signal.SIGTERM)
@@ -231,10 +239,7 @@ def _terminate(pid: int, timeout: float) -> None:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
             return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.2)
-    if _alive(pid):
+    if not _wait_gone(pid, timeout):
         logger.warning("pid %d did not stop within %.0fs; killing it", pid, timeout)
         try:
             os.killpg(pid, signal.SIGKILL)
@@ -299,10 +304,7 @@ class PostgresService:
                 os.kill(pid, signal.SIGINT)  # PostgreSQL's "fast" shutdown
             except ProcessLookupError:
                 return
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.2)
-            if _alive(pid):
+            if not _wait_gone(pid, timeout):
                 _terminate(pid, 5)
 
 
