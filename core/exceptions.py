@@ -27,7 +27,6 @@ Messages are lower-case, say where, what, and what to do.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,3 @@ class PrefixNotAllowedError(PublisherError):
             f"{', '.join(allowed) or 'none'}; register the prefix in the publishers file"
         )
 
-
-def describe(exc: BaseException) -> dict[str, Any]:
-    """A machine-readable form of an error, for logs and dead letters."""
-    return {"type": type(exc).__name__, "message": str(exc)}

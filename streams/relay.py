@@ -12,8 +12,6 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from core.settings import Settings
 from core.store.connection import Connection
 
@@ -112,7 +110,3 @@ def _one(cur: Any) -> Any:
     row = cur.fetchone()
     return row[0] if row else None
 
-
-def decode_findings(header: bytes) -> list[dict[str, Any]]:
-    findings: list[dict[str, Any]] = orjson.loads(header)
-    return findings
