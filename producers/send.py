@@ -21,7 +21,7 @@ from core.settings import Settings
 from producers.loader import Item, read_releases
 
 EXAMPLES = 1000  # skipped and broken items kept with their location (the rest are only counted)
-WINDOW = 10_000  # unacknowledged releases in flight, at most
+WINDOW = 4_000  # unacknowledged releases in flight, at most (each holds its bytes: memory)
 BOOTSTRAP_TIMEOUT_MS = 8_000  # an unreachable broker fails the load in seconds, not kafka-python's 30 s
 
 Row = tuple[str, str, str]  # (source, location, reason)
