@@ -9,6 +9,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from typing import Any
 
 from core.exceptions import ConfigurationError
@@ -83,7 +84,7 @@ class ChangeFilter:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
-    @property
+    @cached_property
     def empty(self) -> bool:
         return not self.as_dict()
 

@@ -18,6 +18,7 @@ import orjson
 import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
+from core.filters import ChangeFilter
 from core.store import reader
 
 logger = logging.getLogger("ocds_live.feed")
@@ -68,6 +69,7 @@ class ChangeHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = threading.Event()
         self._messages: dict[int, str] = {}  # cursor -> encoded change message, for changes in the ring
+        self._verdicts: dict[tuple[ChangeFilter, int], bool] = {}  # (filter, cursor) -> matches
         self._stop = threading.Event()
 
     async def start(self) -> None:
@@ -117,6 +119,16 @@ class ChangeHub:
             await asyncio.sleep(self.heartbeat)
             self._resolve()
 
+    def matches(self, change_filter: ChangeFilter, event: dict[str, Any]) -> bool:
+        """``change_filter.matches(event)``, decided once per distinct filter for all its subscribers."""
+        if change_filter.empty:
+            return True
+        key = (change_filter, event["cursor"])
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            verdict = self._verdicts[key] = change_filter.matches(event)
+        return verdict
+
     def encoded(self, event: dict[str, Any]) -> str:
         """The ``change`` message of an event, serialised once for every subscriber that gets it."""
         cursor: int = event["cursor"]
@@ -141,6 +153,8 @@ class ChangeHub:
                 low = self.ring[0]["cursor"]
                 while self._messages and next(iter(self._messages)) < low:
                     del self._messages[next(iter(self._messages))]
+                if len(self._verdicts) > 200_000:
+                    self._verdicts.clear()
                 self._resolve()
                 continue
             self._wakeup.clear()

@@ -163,7 +163,7 @@ class Connection:
                 await self.ws.close(CLOSE_TOO_SLOW, reason=str(sub.position))
                 return
             for event in events:
-                if sub.filter.matches(event):
+                if self.hub.matches(sub.filter, event):
                     if sub.detail == "full":
                         payload = await self.full(event)
                         await self.send({"type": "change", "cursor": event["cursor"], "change": payload})
