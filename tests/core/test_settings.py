@@ -36,4 +36,4 @@ def test_settings_are_frozen() -> None:
     """The settings object cannot be changed after start-up."""
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
-        settings.port = 1  # type: ignore[misc]
+        settings.port = 1
