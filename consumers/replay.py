@@ -28,10 +28,10 @@ from typing import IO, Any
 from core.exceptions import BrokerError, BrokerUnavailableError, OcdsLiveError
 from core.settings import Settings
 from core.store.connection import Connection, connect
+from core.store.locks import RELAY_LOCK
 from core.store.migrate import migrate
 
 # the relay's advisory lock (streams/relay.py): whoever holds it in a database is that database's relay
-RELAY_LOCK = 0x0CD5_0002
 POLL = 0.5  # seconds between looks at the store's progress
 STOP_TIMEOUT = 30.0
 

@@ -14,10 +14,10 @@ from typing import Any
 
 from core.settings import Settings
 from core.store.connection import Connection
+from core.store.locks import RELAY_LOCK
 
 logger = logging.getLogger("ocds_live.relay")
 
-_LOCK = 0x0CD5_0002
 BATCH = 1000
 
 
@@ -57,7 +57,7 @@ class Relay:
         try:
             with conn.cursor() as cur:
                 while not self._stop.is_set():
-                    cur.execute("SELECT pg_try_advisory_lock(%s)", (_LOCK,))
+                    cur.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,))
                     if _one(cur):
                         break
                     self._stop.wait(5.0)  # another worker relays

@@ -6,11 +6,11 @@ import logging
 from pathlib import Path
 
 from core.store.connection import Connection, translated_errors
+from core.store.locks import MIGRATE_LOCK
 
 logger = logging.getLogger("ocds_live.store")
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-_LOCK = 0x0CD5_0001  # advisory lock: two `db migrate` at once apply each file once
 
 
 def pending(conn: Connection) -> list[Path]:
@@ -27,7 +27,7 @@ def migrate(conn: Connection) -> list[str]:
     applied: list[str] = []
     with translated_errors():
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_advisory_lock(%s)", (_LOCK,))
+            cur.execute("SELECT pg_advisory_lock(%s)", (MIGRATE_LOCK,))
         try:
             conn.commit()
             for path in pending(conn):
@@ -40,6 +40,6 @@ def migrate(conn: Connection) -> list[str]:
             conn.commit()
         finally:
             with conn.cursor() as cur:
-                cur.execute("SELECT pg_advisory_unlock(%s)", (_LOCK,))
+                cur.execute("SELECT pg_advisory_unlock(%s)", (MIGRATE_LOCK,))
             conn.commit()
     return applied
