@@ -9,6 +9,15 @@ import orjson
 Cursor = Any
 
 
+def _one_snapshot(cur: Cursor) -> None:
+    """Make the rest of this transaction read one snapshot: a record and its release list must agree.
+
+    Under READ COMMITTED each statement sees its own snapshot, so a release committed between the
+    record's row and its release list would be listed with a compiled release that does not contain it.
+    """
+    cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
 def head(conn: Any) -> int:
     """The newest committed change cursor (0 when the log is empty)."""
     with conn.cursor() as cur:
@@ -38,6 +47,7 @@ def first_cursor(conn: Any) -> int | None:
 def record(conn: Any, ocid: str) -> dict[str, Any] | None:
     """The stored record for ``ocid``: compiled, versioned, and its releases' ids, dates and tags."""
     with conn.cursor() as cur:
+        _one_snapshot(cur)
         cur.execute("SELECT compiled::text, versioned::text, updated_at FROM records WHERE ocid = %s", (ocid,))
         row = cur.fetchone()
         if row is None:
@@ -90,6 +100,7 @@ def releases_page(conn: Any, after_seq: int, limit: int, since: str | None = Non
 def records_page(conn: Any, after_seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
     """Records in order of their last write after ``after_seq``: ocid, compiled release, release list."""
     with conn.cursor() as cur:
+        _one_snapshot(cur)
         cur.execute("SELECT seq, ocid, compiled::text, updated_at FROM records WHERE seq > %s ORDER BY seq LIMIT %s",
                     (after_seq, limit))
         rows = cur.fetchall()
