@@ -107,6 +107,8 @@ _PART_KINDS = (
     ("transactions", "payment.recorded"),
 )
 _MISSING: Any = object()
+MISSING: Any = _MISSING
+"""Stands for an absent value in :func:`diff_into` (a key that is not there)."""
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,16 @@ def _diff(old: Any, new: Any, path: str, out: list[dict[str, Any]], depth: int) 
             return
     if old is _MISSING or new is _MISSING or old != new:
         out.append(_entry(path, old, new))
+
+
+def diff_into(old: Any, new: Any, path: str, out: list[dict[str, Any]], depth: int) -> None:
+    """:func:`diff` of two values at ``path`` (``depth`` tokens deep), appended to ``out``; :data:`MISSING`
+    stands for an absent value."""
+    _diff(old, new, path, out, depth)
+
+
+escape = _escape
+MAX_DEPTH = _MAX_DEPTH
 
 
 def diff(old: JSON, new: JSON, path: str = "") -> list[dict[str, Any]]:
@@ -385,15 +397,20 @@ def classify(
     return sorted(kinds.found, key=_RANK.__getitem__) or ["record.updated"]
 
 
-def detect(before: Release | None, after: Release, release: Release) -> Change | None:
+def detect(
+    before: Release | None, after: Release, release: Release, changes: list[dict[str, Any]] | None = None
+) -> Change | None:
     """The change ``release`` made to its record, or None when it changed nothing.
 
     ``before`` and ``after`` are the record's compiled release before and after merging ``release``
-    (``before`` is None for a new record). Never raises on odd JSON.
+    (``before`` is None for a new record). ``changes``, when given, must be ``diff(before, after)``
+    (the merge may know it without comparing the whole records: ``core.merge.RecordMerger.step``).
+    Never raises on odd JSON.
     """
     old = before if isinstance(before, dict) else {}
     new = after if isinstance(after, dict) else {}
-    changes = [change for change in diff(old, new) if change["path"] not in IGNORED]
+    found = diff(old, new) if changes is None else changes
+    changes = [change for change in found if change["path"] not in IGNORED]
     if not changes:
         return None
     kinds = classify(old, new, changes, _tags(release))

@@ -35,9 +35,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from ocdsmerge.flatten import IdValue, flatten, is_versioned_value
 from ocdsmerge.rules import MergeRules, get_merge_rules
 
+from core.compiled import Arrays, CompiledMerge, Unsupported, is_leaf
 from core.exceptions import MergeConflictError, Where
 from core.schema import OcdsSchema
 from core.types import Release
@@ -217,12 +219,7 @@ class _Tree:
             rule = rules.get(new_rule_path)
             if rule == "omitWhenMerged":
                 continue
-            if (
-                rule == "wholeListMerge"
-                or not isinstance(value, (dict, list))
-                or (type(value) is list and any(not isinstance(item, dict) for item in value))
-                or (versioned and value and all(is_versioned_value(item) for item in value))
-            ):
+            if is_leaf(rule, value) or (versioned and value and all(is_versioned_value(item) for item in value)):
                 # An item's "id" was set when the item was created: its own path never owns the slot.
                 self.leaves[(*path, name)] = _Leaf(obj, name, not (in_item and name == "id"), value)
             elif value:
@@ -249,6 +246,21 @@ class MergedRecord:
     latest: tuple[str, str]  # order_key of the newest release merged
     count: int  # releases merged
     _state: _State | None = field(default=None, repr=False, compare=False)
+    _arrays: Arrays | None = field(default=None, repr=False, compare=False)
+
+
+@dataclass
+class Step:
+    """One release merged by :meth:`RecordMerger.step`: the record, and what the release changed in it.
+
+    ``before`` is the compiled release as it was (None for a new record); it may share unchanged parts
+    with ``record.compiled``, so read it before the record is extended again. ``changes`` is
+    ``core.changes.diff(before, record.compiled)`` when the merge found it on the way, else None.
+    """
+
+    record: MergedRecord
+    before: Release | None
+    changes: list[dict[str, Any]] | None
 
 
 class RecordMerger:
@@ -261,6 +273,7 @@ class RecordMerger:
     def __init__(self, schema: OcdsSchema, *, versioned: bool = True) -> None:
         self._rules: MergeRules = get_merge_rules(schema.release)
         self._versioned = versioned
+        self._fast = None if versioned else CompiledMerge(self._rules)
 
     def merge(self, releases: Iterable[Release]) -> MergedRecord:
         """Merge from scratch: sorted by :func:`order_key`, so any delivery order gives the same record."""
@@ -284,18 +297,40 @@ class RecordMerger:
         re-delivery and changes nothing; an older one raises ValueError (call ``merge`` with all releases).
         On MergeConflictError the record is left as it was.
         """
-        if record is None:
-            record = self._empty()
+        return self._extend(record, release, track=False).record
+
+    def step(self, record: MergedRecord | None, release: Release) -> Step:
+        """:meth:`extend`, and what the release changed (see :class:`Step`)."""
+        return self._extend(record, release, track=True)
+
+    def _extend(self, record: MergedRecord | None, release: Release, *, track: bool) -> Step:
         key = order_key(release)
-        if record.count and key == record.latest:
-            return record
-        if key < record.latest:
+        if record is not None and record.count and key == record.latest:
+            return Step(record, record.compiled, [])
+        if record is not None and key < record.latest:
             raise ValueError(
                 f"release {key} is older than the record's latest {record.latest}: "
                 f"merge() all of the process's releases instead"
             )
+        if self._fast is not None:  # compiled only: merge on the compiled release itself
+            new = record is None or not record.count
+            target = MergedRecord({"tag": ["compiled"]}, None, NO_RELEASE, 0) if record is None else record
+            if target._arrays is None:
+                target._arrays = Arrays()
+            try:
+                before, changes = self._fast.apply(target.compiled, release, target._arrays, track=track and not new)
+            except Unsupported:
+                pass
+            else:
+                target._state = None  # the general merge's index no longer matches the dicts
+                target.latest = key
+                target.count += 1
+                return Step(target, None if new else before, None if new or not track else changes)
+        old = orjson.loads(orjson.dumps(record.compiled)) if track and record is not None and record.count else None
+        if record is None:
+            record = self._empty()
         self._append(record, release, key)
-        return record
+        return Step(record, old, None)
 
     def resume(
         self, compiled: Release, versioned: Release | None, latest: tuple[str, str], count: int
@@ -336,6 +371,7 @@ class RecordMerger:
         """ocdsmerge's ``CompiledRelease.append`` and ``VersionedRelease.append``, on the record in place."""
         if record._state is None:
             record._state = self._index(record.compiled, record.versioned)
+        record._arrays = None  # the compiled merge's index no longer matches the dicts
         compiled, versioned = record._state.compiled, record._state.versioned
         ocid, release_id, date = release.get("ocid"), release.get("id"), release.get("date")
         tag = release.get("tag")

@@ -256,9 +256,9 @@ class BatchProcessor:
     ) -> tuple[MergedRecord, list[dict[str, Any]]]:
         events = []
         for a in items:
-            before = orjson.loads(orjson.dumps(record.compiled)) if record is not None else None
-            record = self.merger.extend(record, a.release)
-            change = detect(before, record.compiled, a.release)
+            step = self.merger.step(record, a.release)
+            record = step.record
+            change = detect(step.before, record.compiled, a.release, step.changes)
             if change is not None:
                 events.append(self._event(a, change.as_dict()))
         if record is None:  # pragma: no cover - items is never empty
@@ -286,6 +286,8 @@ class BatchProcessor:
 
     @staticmethod
     def _event(item: _Accepted, change: dict[str, Any]) -> dict[str, Any]:
+        """The change event; its values are serialised now, since the record's dicts they point into may
+        still change (the next release of the same process in this batch extends them in place)."""
         release = item.release
         return {
             "id": item.msg.headers.get("event-id") or item.digest[:32],
@@ -294,7 +296,10 @@ class BatchProcessor:
             "date": release["date"],
             "tags": release.get("tag") or [],
             "publisher": item.publisher,
-            **change,
+            "kind": change["kind"],
+            "kinds": change["kinds"],
+            "summary": orjson.Fragment(orjson.dumps(change["summary"])),
+            "changes": orjson.Fragment(orjson.dumps(change["changes"])),
         }
 
     def reject_poison(self, msg: Incoming, exc: BaseException) -> None:

@@ -17,11 +17,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from ocdsmerge.exceptions import DuplicateIdValueWarning, InconsistentTypeError
+from ocdsmerge.rules import get_merge_rules
 
+from core.changes import diff
 from core.exceptions import MergeConflictError
 from core.merge import MergedRecord, RecordMerger, order_key
 from core.schema import OcdsSchema
 from core.types import Release
+from producers.simulator import simulate
 
 # As in ocdsmerge's tests/test_merge.py: fixture folder -> schemas (None: the latest, i.e. our 1.1.5).
 FIXTURE_SCHEMAS: dict[str, list[str | None]] = {
@@ -360,3 +363,93 @@ def test_compiled_only_merger_builds_the_same_compiled_release(schema: OcdsSchem
         assert record is not None and record.versioned is None
         assert dumps(record.compiled) == dumps(expected.compiled)
         assert dumps(lean.merge(items).compiled) == dumps(expected.compiled)
+
+
+# The compiled-only hot path (core.compiled, through RecordMerger.step).
+
+
+def incremental(schema: OcdsSchema, compiled: Release | None, release: Release) -> Release:
+    """ocdsmerge's own incremental merge: a CompiledRelease built from the stored compiled release, appended to."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DuplicateIdValueWarning)  # a stored record may repeat an id; so may we
+        merged = ocdsmerge.merge.CompiledRelease(copy.deepcopy(compiled), merge_rules=get_merge_rules(schema.release))
+        merged.append(copy.deepcopy(release))
+        result: Release = merged.asdict()
+        return result
+
+
+@PROPERTY
+@given(data=st.data())
+def test_step_equals_merge_and_finds_the_diff(processes: list[bytes], schema: OcdsSchema, data: st.DataObject) -> None:
+    """Folding step() of a compiled-only merger equals merge() of the releases so far (so ocdsmerge's full merge),
+    and its before and changes equal the old compiled release and diff(old, new).
+
+    One difference, by design: where an earlier release set a field to null and a later one puts an object
+    under it, merge() raises (ocdsmerge does) while the stored compiled release has no trace of the null and
+    the record goes on (as ocdsmerge's own CompiledRelease(stored).append does). A conflict leaves the record
+    as it was.
+    """
+    releases = sorted(data.draw(variations(processes, conflicts=True)), key=order_key)
+    merger, full = RecordMerger(schema, versioned=False), RecordMerger(schema)
+    record: MergedRecord | None = None
+    for end, release in enumerate(releases, 1):
+        old = orjson.loads(dumps(record.compiled)) if record is not None else None
+        try:
+            expected: Release | None = full.merge(releases[:end]).compiled
+        except MergeConflictError:
+            expected = None
+        try:
+            step = merger.step(record, release)
+        except MergeConflictError:
+            assert expected is None, "merge() did not raise, step() did"
+            assert record is None or dumps(record.compiled) == dumps(old)
+            event("conflict")
+            return
+        record = step.record
+        if expected is None:
+            event("merge() raised, the record went on")
+            assert dumps(record.compiled) == dumps(incremental(schema, old, release))
+            return
+        assert dumps(record.compiled) == dumps(expected)
+        if old is not None:
+            assert dumps(step.before) == dumps(old)
+            if step.changes is not None:
+                event("changes found by the merge")
+                assert step.changes == diff(old, record.compiled)
+
+
+def test_step_finds_changes_on_simulated_processes(schema: OcdsSchema) -> None:
+    """On simulated Mexican processes (a long one included) every step after the first finds its changes
+    during the merge, and they equal diff() of the compiled release before and after."""
+    releases = [s.release for s in simulate(seed=5, processes=40, long_process_rate=0.1, long_process_releases=60)]
+    merger = RecordMerger(schema, versioned=False)
+    records: dict[str, MergedRecord] = {}
+    found = 0
+    for release in releases:
+        record = records.get(release["ocid"])
+        old = orjson.loads(dumps(record.compiled)) if record is not None else None
+        step = merger.step(record, release)
+        records[release["ocid"]] = step.record
+        assert dumps(step.record.compiled) == dumps(incremental(schema, old, release))
+        if old is not None:
+            assert step.changes is not None, f"{release['id']} took the general merge"
+            assert step.changes == diff(old, step.record.compiled)
+            assert dumps(step.before) == dumps(old)
+            found += 1
+    assert found > 100
+
+
+def test_step_falls_back_where_the_record_has_an_object(schema: OcdsSchema) -> None:
+    """A null where the record has an object needs the general merge: the record is left for it intact,
+    and the result is ocdsmerge's (the object stays: a null cannot remove a merged object)."""
+    first = {"ocid": "ocds-1", "id": "1", "date": "2020-01-01T00:00:00Z", "tender": {"id": "t", "value": {"amount": 1}}}
+    second = {"ocid": "ocds-1", "id": "2", "date": "2020-01-02T00:00:00Z", "tender": {"id": "t", "value": None,
+                                                                                      "title": "x"}}
+    merger = RecordMerger(schema, versioned=False)
+    record = merger.step(None, first).record
+    old = orjson.loads(dumps(record.compiled))
+    step = merger.step(record, second)
+    assert step.changes is None
+    assert dumps(step.before) == dumps(old)
+    assert dumps(step.record.compiled) == dumps(incremental(schema, old, second))
+    assert step.record.compiled["tender"]["value"] == {"amount": 1}
