@@ -2,8 +2,8 @@
 
 A :class:`Stream` is the part of a feed's filter the database can answer from an index: every change,
 the changes of one ocid (``changes_ocid_idx``), or those of one buyer or one supplier (the
-``change_keys`` table of migration 0002, kept by triggers). The stream is cut into blocks of ``size``
-changes counted from its start: block 1 holds its changes of rank 1..size, block 2 the next size, and
+``change_keys`` table of migration 0002, filled by the writer since 0004). The stream is cut into blocks
+of ``size`` changes counted from its start: block 1 holds its changes of rank 1..size, block 2 the next size, and
 so on. A block is named by ``after``, the cursor of the change just before it (0 for the first), and
 holds the ``size`` stream changes with cursor > ``after``. Once complete, a block never changes: the
 change log is append-only and cursors are committed in order, so nothing can join it later.

@@ -282,9 +282,9 @@ def _count(cur: Any, query: SearchQuery, timeout_ms: int) -> tuple[dict[str, lis
 
 # The parts of a compiled release that search_text reads besides the summary (not parties, not documents).
 _TEXT_SQL = (
-    "SELECT ocid, summary::text, jsonb_build_object('tender', compiled -> 'tender', 'planning', "
-    "compiled -> 'planning', 'awards', compiled -> 'awards', 'contracts', compiled -> 'contracts')::text "
-    "FROM records WHERE ocid = ANY(%s)"
+    "SELECT ocid, summary::text, jsonb_build_object('tender', c -> 'tender', 'planning', c -> 'planning', "
+    "'awards', c -> 'awards', 'contracts', c -> 'contracts')::text "
+    "FROM (SELECT ocid, summary, compiled::jsonb AS c FROM records WHERE ocid = ANY(%s)) AS r"
 )
 
 

@@ -23,10 +23,21 @@ def jsonb(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+class _Unaccented(dict[int, str]):
+    """``str.translate`` table: each character without its accents, worked out once per character seen."""
+
+    def __missing__(self, code: int) -> str:
+        decomposed = unicodedata.normalize("NFKD", chr(code))
+        self[code] = plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+        return plain
+
+
+_UNACCENTED = _Unaccented()
+
+
 def unaccent(text: str) -> str:
     """Strip accents so that Spanish search is accent-insensitive ("licitación" finds "licitacion")."""
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
+    return text if text.isascii() else text.translate(_UNACCENTED)
 
 
 def instant(value: Any) -> datetime | None:
@@ -174,7 +185,7 @@ RECORD_COLUMNS = (
     "search", "seq", "updated_at",
 )
 _RECORD_TEMPLATE = (
-    "(%s, %s::jsonb, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s, "
+    "(%s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s, "
     "to_tsvector('spanish', %s), %s, now())"
 )
 _UPSERT_RECORDS = (
@@ -210,19 +221,41 @@ def save_record(cur: Cursor, ocid: str, record: MergedRecord, seq: int) -> None:
     save_records(cur, [(ocid, record)], seq)
 
 
+MAX_KEY = 200
+"""Longer organization ids are not indexed for the per-buyer and per-supplier feeds (filters refuse them)."""
+
+
+def change_keys(summary: Any) -> set[tuple[str, str]]:
+    """The (field, value) rows of ``change_keys`` for a change with this summary: its buyer and suppliers."""
+    found: set[tuple[str, str]] = set()
+    if not isinstance(summary, dict):
+        return found
+    buyer = summary.get("buyer")
+    if isinstance(buyer, dict) and isinstance(buyer.get("id"), str) and len(buyer["id"]) <= MAX_KEY:
+        found.add(("buyer", buyer["id"]))
+    suppliers = summary.get("suppliers")
+    for supplier in suppliers if isinstance(suppliers, list) else ():
+        if isinstance(supplier, dict) and isinstance(supplier.get("id"), str) and len(supplier["id"]) <= MAX_KEY:
+            found.add(("supplier", supplier["id"]))
+    return found
+
+
 def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str, first: int) -> int:
     """Append the events to the change log with the cursors ``first``, ``first + 1``, ..."""
     if not events:
         return 0
-    rows = []
+    rows, keys = [], []
     for cursor, event in enumerate(events, start=first):
         event["cursor"] = cursor
         event["record_url"] = f"{base_url}/api/records/{event['ocid']}"
         rows.append((cursor, event["ocid"], event["release_id"], event["kind"], jsonb(event)))
+        keys += [(field, value, cursor) for field, value in change_keys(event.get("summary"))]
     execute_values(
-        cur, "INSERT INTO changes (cursor, ocid, release_id, kind, event) VALUES %s", rows,
-        template="(%s, %s, %s, %s, %s::jsonb)", page_size=len(rows),
+        cur, "INSERT INTO changes (cursor, ocid, release_id, kind, event) VALUES %s", rows, page_size=len(rows),
     )
+    if keys:
+        execute_values(cur, "INSERT INTO change_keys (field, value, cursor) VALUES %s ON CONFLICT DO NOTHING", keys,
+                       page_size=len(keys))
     cur.execute("NOTIFY ocds_changes")  # delivered at commit: feed servers wake without polling
     return len(events)
 

@@ -390,7 +390,7 @@ def test_change_paging_under_concurrent_writes_sees_each_once(live: tuple[Settin
 
     seen, during = page_while_writing(client, settings, schema, "/api/changes?limit=7",
                                       lambda b: [(c["cursor"], c["id"]) for c in b["changes"]], caught_up)
-    stored = [(c, i) for c, i in query(settings, "SELECT cursor, event->>'id' FROM changes ORDER BY cursor")]
+    stored = [(c, i) for c, i in query(settings, "SELECT cursor, event::jsonb->>'id' FROM changes ORDER BY cursor")]
     assert seen == stored
     assert [c for c, _ in seen] == list(range(1, final[0] + 1))
     assert during > 0, "the pages were not read while the writers wrote"
