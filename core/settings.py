@@ -55,7 +55,7 @@ class Settings(BaseSettings):
 
     # stream processing
     batch_size: int = Field(default=500, ge=1, description="releases per store transaction, at most")
-    batch_within: float = Field(default=0.2, gt=0, description="seconds to wait to fill a batch")
+    batch_within: float = Field(default=0.05, gt=0, description="seconds to wait to fill a batch")
     record_cache_size: int = Field(default=5000, ge=0, description="merged records a worker keeps in memory")
     max_release_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_depth: int = Field(default=64, ge=8, description="deepest JSON nesting accepted in a release")
