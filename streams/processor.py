@@ -286,8 +286,9 @@ class BatchProcessor:
 
     @staticmethod
     def _event(item: _Accepted, change: dict[str, Any]) -> dict[str, Any]:
-        """The change event; its values are serialised now, since the record's dicts they point into may
-        still change (the next release of the same process in this batch extends them in place)."""
+        """The change event. Its changed values are serialised now, since the record's dicts they point into
+        may still change (the next release of the same process in this batch extends them in place); the
+        summary is built fresh for each change."""
         release = item.release
         return {
             "id": item.msg.headers.get("event-id") or item.digest[:32],
@@ -298,7 +299,7 @@ class BatchProcessor:
             "publisher": item.publisher,
             "kind": change["kind"],
             "kinds": change["kinds"],
-            "summary": orjson.Fragment(orjson.dumps(change["summary"])),
+            "summary": change["summary"],
             "changes": orjson.Fragment(orjson.dumps(change["changes"])),
         }
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import orjson
 import pytest
 
 from core.kafka import OutgoingRelease
 from core.settings import Settings
+from core.store import writer
 from tests.support import pipeline
 from tests.support.kafka import read_topic
 from tests.support.pipeline import Snapshot
@@ -206,3 +208,15 @@ def test_redelivered_releases_change_nothing(releases: list[pipeline.Release], t
         assert twice == once
         assert pipeline.count(settings, "rejected") == 0
         assert sorted(int(m.headers["cursor"]) for m in published) == [c for c, *_ in once.changes]
+
+
+def test_every_change_is_indexed_by_its_buyer_and_suppliers(clean: Clean) -> None:
+    """The worker fills change_keys (the per-buyer and per-supplier feeds' index) with each change's buyer
+    and supplier ids, exactly as its event's summary names them."""
+    events = pipeline.query(clean.settings, "SELECT cursor, event FROM changes")
+    want = {(field, value, cursor) for cursor, event in events
+            for field, value in writer.change_keys(orjson.loads(event)["summary"])}
+    got = set(pipeline.query(clean.settings, "SELECT field, value, cursor FROM change_keys"))
+    assert {field for field, _, _ in want} == {"buyer", "supplier"}
+    assert len({cursor for _, _, cursor in want}) > len(events) // 2
+    assert got == want
