@@ -186,7 +186,7 @@ class BatchProcessor:
                     )
                     rejected.append((item.msg, [finding], item.release))
 
-            records, events = self._merge_and_detect(cur, new, rejected)
+            records, events, summaries = self._merge_and_detect(cur, new, rejected)
             conflicted = {id(r[0]) for r in rejected}
             stored = [a for a in new if id(a.msg) not in conflicted]
             numbers = writer.allocate(cur, len(events), len(stored), len(records))
@@ -196,7 +196,7 @@ class BatchProcessor:
                 for a in stored
             ], numbers.release)
             ordered = sorted(records.items())
-            writer.save_records(cur, ordered, numbers.record)
+            writer.save_records(cur, ordered, numbers.record, summaries)
             saved = {ocid: (seq, record) for seq, (ocid, record) in enumerate(ordered, start=numbers.record)}
             result.changes = writer.append_changes(cur, events, self.settings.base_url, numbers.change)
             result.accepted = len(stored)
@@ -211,14 +211,16 @@ class BatchProcessor:
 
     def _merge_and_detect(
         self, cur: Any, new: list[_Accepted], rejected: list[tuple[Incoming, list[Finding], Release | None]]
-    ) -> tuple[dict[str, MergedRecord], list[dict[str, Any]]]:
-        """Merge each ocid's new releases into its record; the records to save and the change events."""
+    ) -> tuple[dict[str, MergedRecord], list[dict[str, Any]], dict[str, dict[str, Any]]]:
+        """Merge each ocid's new releases into its record: the records to save, the change events, and the
+        summaries of the records whose last release made a change (the summary of the record as saved)."""
         by_ocid: dict[str, list[_Accepted]] = defaultdict(list)
         for item in new:
             by_ocid[item.release["ocid"]].append(item)
         records = self._records(cur, sorted(by_ocid))
         changed: dict[str, MergedRecord] = {}
         events: list[dict[str, Any]] = []
+        summaries: dict[str, dict[str, Any]] = {}
         for ocid in sorted(by_ocid):
             items = sorted(by_ocid[ocid], key=lambda a: order_key(a.release))
             record = records.get(ocid)
@@ -235,7 +237,9 @@ class BatchProcessor:
                 continue
             changed[ocid] = record
             events += step_events
-        return changed, events
+            if step_events and step_events[-1]["release_id"] == items[-1].release["id"]:
+                summaries[ocid] = step_events[-1]["summary"]
+        return changed, events, summaries
 
     def _records(self, cur: Any, ocids: list[str]) -> dict[str, MergedRecord]:
         """Lock the existing records of ``ocids``; take them from the cache when still current."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +13,7 @@ from psycopg2.extras import execute_values
 
 from core.exceptions import Finding
 from core.merge import MergedRecord, RecordMerger
-from core.summary import record_columns, summarize
+from core.summary import record_columns, search_text, summarize
 from core.types import Release
 
 Cursor = Any  # psycopg2 cursor
@@ -194,8 +194,11 @@ _UPSERT_RECORDS = (
 )
 
 
-def _record_row(ocid: str, record: MergedRecord, seq: int) -> tuple[Any, ...]:
-    summary = summarize(record.compiled)
+def _record_row(ocid: str, record: MergedRecord, seq: int, known: dict[str, Any] | None = None) -> tuple[Any, ...]:
+    if known is None:
+        summary = summarize(record.compiled)
+    else:
+        summary = {**known, "search_text": search_text(record.compiled, known)}
     columns = record_columns(record.compiled, summary)
     when = instant(columns.get("date"))
     return (
@@ -209,10 +212,16 @@ def _record_row(ocid: str, record: MergedRecord, seq: int) -> tuple[Any, ...]:
     )
 
 
-def save_records(cur: Cursor, records: Sequence[tuple[str, MergedRecord]], first_seq: int) -> None:
-    """Upsert records in one statement, with the seqs ``first_seq``, ``first_seq + 1``, ... (in this order)."""
+def save_records(cur: Cursor, records: Sequence[tuple[str, MergedRecord]], first_seq: int,
+                 summaries: Mapping[str, dict[str, Any]] | None = None) -> None:
+    """Upsert records in one statement, with the seqs ``first_seq``, ``first_seq + 1``, ... (in this order).
+
+    ``summaries`` may hold ``summarize(compiled, with_search_text=False)`` of some of them, already known.
+    """
+    known = summaries or {}
     if records:
-        rows = [_record_row(ocid, record, seq) for seq, (ocid, record) in enumerate(records, start=first_seq)]
+        rows = [_record_row(ocid, record, seq, known.get(ocid))
+                for seq, (ocid, record) in enumerate(records, start=first_seq)]
         execute_values(cur, _UPSERT_RECORDS, rows, template=_RECORD_TEMPLATE, page_size=len(rows))
 
 
