@@ -1,7 +1,8 @@
 """Feed latency to websocket subscribers as they grow, and Atom and API requests/s, on a real stack.
 
     .venv/bin/python bench/feeds.py [--subscribers 1000,2000,5000,10000] [--rate 200] [--seconds 20]
-                                    [--clients 4] [--http-seconds 10] [--concurrency 16]
+                                    [--batch 100] [--baseline 1000] [--baseline-seconds 5]
+                                    [--keep-going] [--clients 4] [--http-seconds 10] [--concurrency 16]
 
 On an isolated stack (a fresh database and topics of its own) one ``ocds-live process`` worker and one
 ``ocds-live serve`` run as child processes (``OCDS_LIVE_WS_MAX_PER_CLIENT`` and
@@ -13,14 +14,30 @@ added, never dropped, and spread over ``--clients`` subscriber processes, each o
 
 - **load -> receipt**: receipt time minus the send time (the ``produced-at`` header, taken in the sender);
 - **commit -> receipt**: receipt time minus the moment the change became visible in the store (this
-  process polls the change log every 20 ms), i.e. the feed server's share of the latency.
+  process polls the change log every 20 ms), i.e. the feed server's share of the latency;
+- **load -> commit**: that moment minus the send time, once per release (the worker's share, Kafka
+  included).
+
+Subscribers ask for batches (``batch=--batch``: the changes ready at each step of the server's hub
+come as one ``changes`` message, all its changes timed with one receipt time). The clients are load,
+not subject: to leave the cores to the server they pick the release ids out of ``change`` and
+``changes`` messages with a regular expression instead of parsing ~5 KB events in full. Before
+the batched steps, a baseline step runs ``--baseline`` unbatched subscribers (one ``change`` message
+per change, as before batching existed) for ``--baseline-seconds``; they are closed afterwards.
 
 All processes share one clock (``time.time()``). The mix of filters: 10% none, 30% one buyer, 20% one
-procurement method, 20% a kind or kind prefix, 20% a minimum amount. Stepping stops once p99 passes
-1 s. Then, with the subscribers gone, ``--concurrency`` concurrent httpx clients request
-``/feeds/changes.atom``, ``/api/records/{ocid}`` (random ocids of the store) and ``/api/changes?after=``
-(random cursors) for ``--http-seconds`` each. Everything shares this machine's cores, the subscriber
-and HTTP clients included: the CPU columns say who used them.
+procurement method, 20% a kind or kind prefix, 20% a minimum amount. The mix of details follows who
+holds those filters: dashboards (no filter, or a method) ask for ``detail=brief``, watchdog bots (a
+buyer, a kind, a minimum amount) for ``detail=summary``, i.e. 30% brief and 70% summary; the output
+gives the share of each and the average bytes per delivery (a change's share of the bytes of the
+messages received). At the end, the store's change events of the run are encoded at each detail as
+the server does, for the average size of a change. Stepping stops once p99 passes 1 s
+(``--keep-going``: run every step anyway). Then, with the subscribers gone, ``--concurrency`` concurrent
+httpx clients request ``/feeds/changes.atom``, ``/api/records/{ocid}`` (random ocids of the store) and
+``/api/changes?after=`` (random cursors) for ``--http-seconds`` each. Everything shares this machine's
+cores, the subscriber and HTTP clients included: the CPU columns say who used them, and ``server
+us/delivery`` is the server's CPU time divided by the changes delivered (``per msg``: by the messages
+sent).
 """
 
 from __future__ import annotations
@@ -32,6 +49,7 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import random
+import re
 import resource
 import sys
 import tempfile
@@ -43,7 +61,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import orjson
 import psycopg2
@@ -67,6 +85,8 @@ from bench._common import (  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 PUBLISHER = "simulator"
+# a change event's release id (OCDS itself has no "release_id" field, so only the events' own match)
+RELEASE_ID = re.compile(rb'"release_id":"([^"\\]*)"')
 LIMIT_P99 = 1.0  # seconds: stop adding subscribers once p99 passes this
 
 
@@ -79,28 +99,43 @@ class Subscribers:
     def __init__(self, url: str) -> None:
         self.url = url
         self.tasks: list[asyncio.Task[None]] = []
-        self.received: list[tuple[str, float]] = []
+        self.received: list[tuple[bytes, float]] = []  # release id, receipt time
+        self.messages = 0  # change or changes messages received while recording
+        self.bytes: Counter[str] = Counter()  # detail -> bytes of change / changes messages received
+        self.deliveries: Counter[str] = Counter()  # detail -> changes received
         self.recording = False
         self.closes: Counter[str] = Counter()
         self.connected = 0
 
+    def _record(self, message: bytes, now: float, detail: str) -> None:
+        if message.startswith(b'{"type":"change'):  # change or changes: only the release ids are needed
+            self.messages += 1
+            found = RELEASE_ID.findall(message)
+            self.received += [(release_id, now) for release_id in found]
+            self.bytes[detail] += len(message)
+            self.deliveries[detail] += len(found)
+        else:
+            data = orjson.loads(message)
+            if data.get("type") == "error":
+                self.closes[f"error {data.get('code')}"] += 1
+
     async def _one(self, query: str, ready: asyncio.Future[bool]) -> None:
         from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
 
+        detail = parse_qs(query).get("detail", ["summary"])[0]
         try:
             async with connect(f"{self.url}?{query}", compression=None, open_timeout=120, ping_interval=None,
-                               max_queue=None, close_timeout=2) as ws:
-                async for message in ws:
-                    now = time.time()
-                    if self.recording:
-                        data = orjson.loads(message)
-                        if data.get("type") == "change":
-                            self.received.append((data["change"]["release_id"], now))
-                        elif data.get("type") == "error":
-                            self.closes[f"error {data.get('code')}"] += 1
-                    elif not ready.done() and orjson.loads(message).get("type") in ("subscribed", "caught_up"):
-                        self.connected += 1
-                        ready.set_result(True)
+                               max_queue=None, max_size=None, close_timeout=2) as ws:
+                with contextlib.suppress(ConnectionClosed):
+                    while True:
+                        message = await ws.recv(decode=False)  # bytes: orjson parses them without a str copy
+                        now = time.time()
+                        if self.recording:
+                            self._record(message, now, detail)
+                        elif not ready.done() and orjson.loads(message).get("type") in ("subscribed", "caught_up"):
+                            self.connected += 1
+                            ready.set_result(True)
                 self.closes[f"closed {ws.close_code}"] += 1
         except asyncio.CancelledError:
             raise
@@ -126,6 +161,8 @@ class Subscribers:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks.clear()
+        self.connected = 0
 
 
 async def _subscriber_loop(pipe: Connection, url: str) -> None:
@@ -139,6 +176,9 @@ async def _subscriber_loop(pipe: Connection, url: str) -> None:
         elif command == "start":
             subs.received.clear()
             subs.closes.clear()
+            subs.messages = 0
+            subs.bytes.clear()
+            subs.deliveries.clear()
             subs.recording = True
             pipe.send({})
         elif command == "stop":
@@ -147,18 +187,20 @@ async def _subscriber_loop(pipe: Connection, url: str) -> None:
             total, feed = array.array("d"), array.array("d")
             unknown = 0
             for release_id, at in subs.received:
-                known = times.get(release_id)
+                known = times.get(release_id.decode())
                 if known is None:
                     unknown += 1
                     continue
                 total.append(at - known[0])
                 feed.append(at - known[1])
             pipe.send({"total": total.tobytes(), "feed": feed.tobytes(), "unknown": unknown,
-                       "closes": dict(subs.closes)})
-        elif command == "close":
+                       "closes": dict(subs.closes), "messages": subs.messages, "bytes": dict(subs.bytes),
+                       "by_detail": dict(subs.deliveries)})
+        elif command in ("drop", "close"):
             await subs.close()
             pipe.send({})
-            return
+            if command == "close":
+                return
 
 
 def subscriber_process(pipe: Connection, url: str) -> None:
@@ -168,12 +210,14 @@ def subscriber_process(pipe: Connection, url: str) -> None:
     asyncio.run(_subscriber_loop(pipe, url))
 
 
-def filter_queries(count: int, offset: int, buyers: list[str], rng: random.Random) -> list[str]:
-    """``count`` subscription query strings with the benchmark's mix of filters."""
+def filter_queries(count: int, offset: int, buyers: list[str], rng: random.Random, batch: int) -> list[str]:
+    """``count`` subscription query strings with the benchmark's mix of filters and details (``batch`` 0:
+    unbatched): dashboards (no filter, or a method) ask for ``brief``, watchdog bots for ``summary``."""
     queries = []
     for n in range(offset, offset + count):
         slot = n % 10
-        params: dict[str, str] = {"after": "now"}
+        params: dict[str, str] = {"after": "now", **({"batch": str(batch)} if batch else {}),
+                                  "detail": "brief" if slot in (0, 4, 5) else "summary"}
         if slot in (1, 2, 3):
             params["buyer"] = rng.choice(buyers)
         elif slot in (4, 5):
@@ -261,6 +305,24 @@ def wait_consumed(settings: Settings, total: int, timeout: float = 300) -> None:
     raise SystemExit(f"the worker did not process {total} releases within {timeout:.0f}s")
 
 
+def event_sizes(settings: Settings, after: int) -> tuple[int, dict[str, float]]:
+    """How many change events the store has past cursor ``after``, and their average encoded size at each
+    detail, encoded as the server encodes them (compact JSON, ASCII)."""
+    from feed_server.hub import ascii_json, brief
+
+    conn = psycopg2.connect(settings.database_url)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT event::text FROM changes WHERE cursor > %s ORDER BY cursor", (after,))
+            events = [orjson.loads(row[0]) for row in cur.fetchall()]
+    finally:
+        conn.close()
+    if not events:
+        return 0, {}
+    return len(events), {"summary": sum(len(ascii_json(e)) for e in events) / len(events),
+                         "brief": sum(len(ascii_json(brief(e))) for e in events) / len(events)}
+
+
 def store_sample(settings: Settings) -> tuple[list[str], list[str], int]:
     """Buyer ids, ocids and the head cursor of the warmed store."""
     conn = psycopg2.connect(settings.database_url)
@@ -292,11 +354,35 @@ class Step:
     cpu: dict[str, float]  # share of one core, by process kind
     server_rss: float
     connect_failed: int
+    batch: int  # 0: unbatched subscribers
+    messages: int  # change / changes messages received
+    received: int  # changes received in all (also of releases sent before the step)
+    wall: float  # seconds the CPU was metered
+    commit: list[float]  # load -> commit (visible in the store), once per release
+    bytes: Counter[str]  # detail -> bytes of change / changes messages received
+    by_detail: Counter[str]  # detail -> changes received
+    details: Counter[str]  # detail -> subscribers
+
+    def bytes_per_delivery(self, detail: str | None = None) -> float:
+        """Average bytes received per change delivered, of one detail or of all."""
+        size = self.bytes[detail] if detail else sum(self.bytes.values())
+        count = self.by_detail[detail] if detail else sum(self.by_detail.values())
+        return size / count if count else float("nan")
+
+    def mix(self) -> str:
+        total = sum(self.details.values())
+        return " ".join(f"{d} {n / total:.0%}" for d, n in sorted(self.details.items())) if total else "-"
+
+    @property
+    def server_us(self) -> tuple[float, float]:
+        """The server's CPU microseconds per change delivered, and per message sent."""
+        busy = self.cpu["server"] * self.wall * 1e6
+        return busy / max(1, self.received), busy / max(1, self.messages)
 
 
 def run_step(settings: Settings, pipes: list[Connection], lines: Iterator[bytes], subscribers: int,
              rate: float, seconds: float, folder: Path, pids: dict[str, list[int]], consumed: int,
-             failed: int) -> tuple[Step, int]:
+             failed: int, batch: int, details: Counter[str]) -> tuple[Step, int]:
     """Send for ``seconds`` and time every delivery; the step and how many releases were consumed in all."""
     watch = StoreWatch(settings)
     for pipe in pipes:
@@ -305,11 +391,13 @@ def run_step(settings: Settings, pipes: list[Connection], lines: Iterator[bytes]
         pipe.recv()
     meter = CpuMeter({**pids, "postgres + kafka": service_pids})
     meter.start()
+    began = time.monotonic()
     sent = send(settings, lines, int(rate * seconds), rate)
     consumed += len(sent)
     wait_consumed(settings, consumed)
     time.sleep(2.0)  # the last changes reach the subscribers
     cpu = meter.stop()
+    wall = time.monotonic() - began
     watch.stop()
     times = {r: [t, watch.visible.get(r, float("nan"))] for r, t in sent.items()}
     path = folder / "times.json"
@@ -317,6 +405,9 @@ def run_step(settings: Settings, pipes: list[Connection], lines: Iterator[bytes]
     total: list[float] = []
     feed: list[float] = []
     closes: Counter[str] = Counter()
+    sizes: Counter[str] = Counter()
+    by_detail: Counter[str] = Counter()
+    messages = unknown = 0
     for pipe in pipes:
         pipe.send(("stop", str(path)))
     for pipe in pipes:
@@ -324,11 +415,17 @@ def run_step(settings: Settings, pipes: list[Connection], lines: Iterator[bytes]
         total += array.array("d", answer["total"]).tolist()
         feed += array.array("d", answer["feed"]).tolist()
         closes.update(answer["closes"])
-        if answer["unknown"]:
-            closes["deliveries of releases not sent in the step"] += answer["unknown"]
+        messages += answer["messages"]
+        unknown += answer["unknown"]
+        sizes.update(answer["bytes"])
+        by_detail.update(answer["by_detail"])
+    if unknown:
+        closes["deliveries of releases not sent in the step"] += unknown
     changes = len([r for r in sent if r in watch.visible])
+    commit = [watch.visible[r] - t for r, t in sent.items() if r in watch.visible]
     step = Step(subscribers, len(sent), changes, len(total), total, feed, closes, cpu,
-                peak_rss_mb(pids["server"][0]), failed)
+                peak_rss_mb(pids["server"][0]), failed, batch, messages, len(total) + unknown, wall, commit,
+                sizes, by_detail, Counter(details))
     return step, consumed
 
 
@@ -377,6 +474,12 @@ def main() -> int:
     parser.add_argument("--subscribers", default="1000,2000,5000,10000", help="steps, comma-separated")
     parser.add_argument("--rate", type=float, default=200.0, help="releases/s sent during each step")
     parser.add_argument("--seconds", type=float, default=20.0, help="sending time per step")
+    parser.add_argument("--batch", type=int, default=100,
+                        help="changes per message the subscribers ask for (0: one message per change)")
+    parser.add_argument("--baseline", type=int, default=1000,
+                        help="unbatched subscribers of the baseline step before the others (0: none)")
+    parser.add_argument("--baseline-seconds", type=float, default=5.0, help="sending time of the baseline step")
+    parser.add_argument("--keep-going", action="store_true", help="run every step, even after p99 passed 1 s")
     parser.add_argument("--clients", type=int, default=4, help="subscriber processes")
     parser.add_argument("--warm", type=int, default=3000, help="releases in the store before the first step")
     parser.add_argument("--http-seconds", type=float, default=10.0)
@@ -392,7 +495,9 @@ def main() -> int:
     port = free_port()
     env = {"OCDS_LIVE_PORT": str(port), "OCDS_LIVE_WS_MAX_PER_CLIENT": "1000000",
            "OCDS_LIVE_READ_RATE_LIMIT": "1000000"}
-    needed = args.warm + int(args.rate * args.seconds) * len(steps) + 1000
+    plan = [(args.baseline, 0, args.baseline_seconds)] if args.baseline and args.baseline_seconds > 0 else []
+    plan += [(n, args.batch, args.seconds) for n in steps]
+    needed = args.warm + int(args.rate * sum(seconds for _, _, seconds in plan)) + 1000
 
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="ocds-bench-") as tmp:
         folder = Path(tmp)
@@ -428,29 +533,48 @@ def main() -> int:
                 consumed = args.warm
                 rng = random.Random(7)
                 connected = 0
-                for target in steps:
+                details: Counter[str] = Counter()  # detail -> subscribers connected
+                first_cursor = head
+                for n, (target, batch, seconds) in enumerate(plan):
+                    if n and batch != plan[n - 1][1]:  # the baseline's subscribers go before the batched ones
+                        for pipe in pipes:
+                            pipe.send(("drop", None))
+                        for pipe in pipes:
+                            pipe.recv()
+                        connected = 0
+                        details.clear()
+                        time.sleep(3.0)  # whatever the server still sent them is gone
                     t0 = time.time()
-                    queries = filter_queries(target - connected, connected, buyers, rng)
-                    for n, pipe in enumerate(pipes):
-                        pipe.send(("connect", queries[n::len(pipes)]))
+                    queries = filter_queries(target - connected, connected, buyers, rng, batch)
+                    details.update(parse_qs(q).get("detail", ["summary"])[0] for q in queries)
+                    for i, pipe in enumerate(pipes):
+                        pipe.send(("connect", queries[i::len(pipes)]))
                     failed = sum(pipe.recv()["failed"] for pipe in pipes)
                     connected = target
-                    print(f"{target:,} subscribers connected in {time.time() - t0:.1f}s ({failed} failed)",
+                    mode = f"batch={batch}" if batch else "unbatched"
+                    print(f"{target:,} subscribers ({mode}) connected in {time.time() - t0:.1f}s ({failed} failed)",
                           flush=True)
-                    step, consumed = run_step(stack, pipes, lines, target, args.rate, args.seconds, folder, pids,
-                                              consumed, failed)
+                    step, consumed = run_step(stack, pipes, lines, target, args.rate, seconds, folder, pids,
+                                              consumed, failed, batch, details)
                     results.append(step)
                     p99 = percentile(step.total, 0.99)
+                    per_change, per_message = step.server_us
                     print(f"  load->receipt p50 {percentile(step.total, 0.5) * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms; "
+                          f"load->commit p50 {percentile(step.commit, 0.5) * 1e3:.0f} ms, "
+                          f"p99 {percentile(step.commit, 0.99) * 1e3:.0f} ms; "
                           f"commit->receipt p50 {percentile(step.feed, 0.5) * 1e3:.0f} ms, "
-                          f"p99 {percentile(step.feed, 0.99) * 1e3:.0f} ms; {step.deliveries:,} deliveries; CPU "
+                          f"p99 {percentile(step.feed, 0.99) * 1e3:.0f} ms; details {step.mix()}, "
+                          f"{step.bytes_per_delivery():,.0f} B/delivery; {step.deliveries:,} deliveries in "
+                          f"{step.messages:,} messages; server {per_change:.1f} us/delivery, "
+                          f"{per_message:.1f} us/message; CPU "
                           + ", ".join(f"{k} {v:.2f}" for k, v in step.cpu.items()) + " cores", flush=True)
-                    if not p99 < LIMIT_P99:
+                    if batch and not p99 < LIMIT_P99 and not args.keep_going:
                         break
                 for pipe in pipes:
                     pipe.send(("close", None))
                 for pipe in pipes:
                     pipe.recv()
+                sizes = event_sizes(stack, first_cursor)
                 rng = random.Random(11)
                 _, ocids, head = store_sample(stack)
                 picked = rng.sample(ocids, min(2000, len(ocids)))
@@ -481,26 +605,38 @@ def main() -> int:
                 server.stop()
 
     print()
-    print(f"websocket: load -> receipt by subscribers, {args.rate:.0f} releases/s for {args.seconds:.0f}s per step, "
-          f"mixed filters, {args.clients} subscriber processes, one run; {load_note()} at the end")
-    header = (f"{'subscribers':>11} {'sent':>6} {'changes':>7} {'deliveries':>10} {'per sub':>7} {'p50 ms':>8} "
-              f"{'p99 ms':>8} {'max ms':>8} | {'commit->receipt p50':>19} {'p99':>6} | "
-              f"{'cores: machine':>14} {'worker':>6} {'server':>6} {'clients':>7} {'pg+kafka':>8} "
+    print(f"websocket: load -> receipt by subscribers, {args.rate:.0f} releases/s, mixed filters, "
+          f"{args.clients} subscriber processes, one run; {load_note()} at the end")
+    header = (f"{'subscribers':>11} {'batch':>9} {'details':>21} {'secs':>4} {'sent':>6} {'changes':>7} "
+              f"{'deliveries':>10} {'per sub':>7} {'messages':>9} {'B/delivery':>10} {'brief':>6} {'summary':>7} | "
+              f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} | {'load->commit p50':>16} {'p99':>6} | "
+              f"{'commit->receipt p50':>19} {'p99':>6} | {'cores: machine':>14} {'worker':>6} {'server':>6} "
+              f"{'clients':>7} {'pg+kafka':>8} | {'server us/delivery':>18} {'per msg':>7} "
               f"{'server RSS MB':>13}  closes")
     print(header)
     print("-" * len(header))
-    for s in results:
+    for s, (_, _, seconds) in zip(results, plan, strict=False):
         share = s.deliveries / max(1, s.changes * s.subscribers)
         closes = ", ".join(f"{k}: {v}" for k, v in s.closes.items()) or "-"
-        print(f"{s.subscribers:>11,} {s.sent:>6,} {s.changes:>7,} {s.deliveries:>10,} {share:>7.1%} "
+        per_change, per_message = s.server_us
+        print(f"{s.subscribers:>11,} {s.batch or 'unbatched':>9} {s.mix():>21} {seconds:>4.0f} {s.sent:>6,} "
+              f"{s.changes:>7,} {s.deliveries:>10,} {share:>7.1%} {s.messages:>9,} {s.bytes_per_delivery():>10,.0f} "
+              f"{s.bytes_per_delivery('brief'):>6,.0f} {s.bytes_per_delivery('summary'):>7,.0f} | "
               f"{ms(percentile(s.total, 0.5))} {ms(percentile(s.total, 0.99))} {ms(max(s.total, default=float('nan')))}"
+              f" | {ms(percentile(s.commit, 0.5)):>16} {percentile(s.commit, 0.99) * 1e3:>6.0f}"
               f" | {ms(percentile(s.feed, 0.5)):>19} {percentile(s.feed, 0.99) * 1e3:>6.0f} | "
               f"{s.cpu['machine']:>14.2f} {s.cpu['worker']:>6.2f} {s.cpu['server']:>6.2f} "
-              f"{s.cpu['subscriber clients']:>7.2f} {s.cpu['postgres + kafka']:>8.2f} "
-              f"{s.server_rss:>13,.0f}  {closes}")
-    held = [s.subscribers for s in results if percentile(s.total, 0.99) < LIMIT_P99]
-    print(f"most subscribers held with p99 under {LIMIT_P99:.0f} s: {max(held):,}" if held else
-          f"no step kept p99 under {LIMIT_P99:.0f} s")
+              f"{s.cpu['subscriber clients']:>7.2f} {s.cpu['postgres + kafka']:>8.2f} | "
+              f"{per_change:>18.1f} {per_message:>7.1f} {s.server_rss:>13,.0f}  {closes}")
+    held = [s.subscribers for s in results if s.batch and percentile(s.total, 0.99) < LIMIT_P99]
+    print(f"most batched subscribers held with p99 under {LIMIT_P99:.0f} s: {max(held):,}" if held else
+          f"no batched step kept p99 under {LIMIT_P99:.0f} s")
+    events, average = sizes
+    if events:
+        print(f"change events of the run ({events:,}), encoded as the server sends them: "
+              + ", ".join(f"{d} {b:,.0f} B" for d, b in average.items())
+              + f" on average (brief = {average['brief'] / average['summary']:.0%} of summary); "
+              "B/delivery above also counts each message's envelope")
 
     print()
     print(f"HTTP, {args.concurrency} concurrent httpx clients in one process, {args.http_seconds:.0f}s each, "

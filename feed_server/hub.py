@@ -2,16 +2,26 @@
 
 The log's cursors are gapless and committed in order, so reading ``cursor > last`` never misses a
 change. Recent changes stay in a ring buffer; subscribers further behind read pages from the store.
+
+Subscribers at the same position read the same page of the log, and subscribers holding the same
+filter select the same changes from it: the hub decides and encodes that once per (filter, page) for
+all of them (a :class:`Selection`), so the cost per subscriber is little more than its sends.
+
+Each change is encoded once per detail level that some subscriber asked for: ``summary`` (the change
+event as stored) and ``brief`` (the same event with only the path and op of each changed field).
 """
 
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import logging
 import select
 import threading
 from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -24,6 +34,70 @@ from core.store import reader
 logger = logging.getLogger("ocds_live.feed")
 
 CHANNEL = "ocds_changes"  # the stream processor NOTIFYs it in each transaction that appends changes
+Frame = tuple[str, int]  # an encoded ``changes`` message and the cursor of its last change
+ENCODED_DETAILS = ("summary", "brief")  # the detail levels encoded from the event alone (not ``full``)
+PageKey = tuple[ChangeFilter, int, int]  # a filter, and the first and last cursor of a page of the log
+MAX_SELECTIONS = 20_000  # selections kept (most are of the last few steps, read by every live subscriber)
+
+
+@dataclass
+class Selection:
+    """The changes of one page of the log that one filter selects, and their encodings as batches."""
+
+    events: list[dict[str, Any]]
+    frames: dict[tuple[str, int], list[Frame]] = field(default_factory=dict)  # (detail, batch bound) -> frames
+    chars: int = 0  # characters held in ``frames``
+
+
+def _chunks(events: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(events), size):
+        yield events[start:start + size]
+
+
+def _json_escape(error: UnicodeError) -> tuple[str, int]:
+    """The ``\\uXXXX`` escapes of the characters ASCII cannot encode (in JSON they only occur in strings)."""
+    if not isinstance(error, UnicodeEncodeError):
+        raise error
+    out = []
+    for char in error.object[error.start:error.end]:
+        code = ord(char)
+        if code > 0xFFFF:
+            code -= 0x10000
+            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
+        else:
+            out.append(f"\\u{code:04x}")
+    return "".join(out), error.end
+
+
+codecs.register_error("ocds-live-json", _json_escape)
+
+
+def ascii_json(value: Any) -> str:
+    """``value`` as compact JSON text in ASCII only.
+
+    What is sent is encoded to UTF-8 again for every subscriber: an ASCII string is copied as it is,
+    while accented Spanish text would be transcoded each time (about 35 times slower).
+    """
+    data = orjson.dumps(value)
+    return data.decode() if data.isascii() else data.decode().encode("ascii", "ocds-live-json").decode()
+
+
+def brief(event: dict[str, Any]) -> dict[str, Any]:
+    """The change event with only the ``path`` and ``op`` of each changed field (no ``old``/``new`` values)."""
+    changes = event.get("changes")
+    if not isinstance(changes, list):
+        return event
+    return {**event, "changes": [{key: change[key] for key in ("path", "op") if key in change}
+                                 if isinstance(change, dict) else change for change in changes]}
+
+
+def _batch(bodies: list[str], last: int) -> Frame:
+    return f'{{"type":"changes","cursor":{last},"changes":[{",".join(bodies)}]}}', last
+
+
+def _compiled(conn: Any, ocids: list[str]) -> dict[str, dict[str, Any] | None]:
+    """The current compiled release of each ocid, in one worker thread."""
+    return {ocid: reader.compiled(conn, ocid) for ocid in dict.fromkeys(ocids)}
 
 
 class Database:
@@ -57,7 +131,7 @@ class ChangeHub:
     """
 
     def __init__(self, db: Database, url: str | None = None, *, ring_size: int = 20_000,
-                 poll_interval: float = 1.0, heartbeat: float = 15.0) -> None:
+                 poll_interval: float = 1.0, heartbeat: float = 15.0, cache_chars: int = 64_000_000) -> None:
         self.db = db
         self.url = url
         self.ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
@@ -68,8 +142,14 @@ class ChangeHub:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = threading.Event()
-        self._messages: dict[int, str] = {}  # cursor -> encoded change message, for changes in the ring
+        # detail -> cursor -> encoded change message, for changes in the ring
+        self._messages: dict[str, dict[int, str]] = {detail: {} for detail in ENCODED_DETAILS}
         self._verdicts: dict[tuple[ChangeFilter, int], bool] = {}  # (filter, cursor) -> matches
+        self._pages: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (after, limit) -> page, until the next step
+        self._selections: dict[PageKey, Selection] = {}  # oldest first
+        self._selection_chars = 0
+        self.cache_chars = cache_chars  # at most this many characters of encoded batches are kept
+        self._full: dict[tuple[PageKey, int], asyncio.Task[list[Frame]]] = {}  # until the next step
         self._stop = threading.Event()
 
     async def start(self) -> None:
@@ -129,15 +209,22 @@ class ChangeHub:
             verdict = self._verdicts[key] = change_filter.matches(event)
         return verdict
 
-    def encoded(self, event: dict[str, Any]) -> str:
-        """The ``change`` message of an event, serialised once for every subscriber that gets it."""
+    def encoded(self, event: dict[str, Any], detail: str = "summary") -> str:
+        """The ``change`` message of an event at ``detail`` (``summary`` or ``brief``), serialised once for
+        every subscriber that gets it."""
         cursor: int = event["cursor"]
-        text = self._messages.get(cursor)
+        cache = self._messages[detail]
+        text = cache.get(cursor)
         if text is None:
-            text = orjson.dumps({"type": "change", "cursor": cursor, "change": event}).decode()
+            payload = brief(event) if detail == "brief" else event
+            text = f'{{"type":"change","cursor":{cursor},"change":{ascii_json(payload)}}}'
             if self.ring and cursor >= self.ring[0]["cursor"]:
-                self._messages[cursor] = text
+                cache[cursor] = text
         return text
+
+    def _body(self, event: dict[str, Any], detail: str) -> str:
+        """The event's JSON at ``detail``, cut from its cached ``change`` message."""
+        return self.encoded(event, detail)[len(f'{{"type":"change","cursor":{event["cursor"]},"change":'):-1]
 
     async def _tail(self) -> None:
         while True:
@@ -150,11 +237,15 @@ class ChangeHub:
             if events:
                 self.ring.extend(events)
                 self.head = events[-1]["cursor"]
+                self._pages.clear()
+                self._full.clear()
                 low = self.ring[0]["cursor"]
-                while self._messages and next(iter(self._messages)) < low:
-                    del self._messages[next(iter(self._messages))]
+                for cache in self._messages.values():
+                    while cache and next(iter(cache)) < low:
+                        del cache[next(iter(cache))]
                 if len(self._verdicts) > 200_000:
                     self._verdicts.clear()
+                self._prune_selections(low)
                 self._resolve()
                 continue
             self._wakeup.clear()
@@ -168,11 +259,74 @@ class ChangeHub:
         await asyncio.shield(self._step)
 
     async def read(self, after: int, limit: int) -> list[dict[str, Any]]:
-        """Up to ``limit`` changes with cursor > ``after`` (from memory when recent enough)."""
+        """Up to ``limit`` changes with cursor > ``after`` (from memory when recent enough).
+
+        Do not change the list: it is shared with every reader at the same position until the next step.
+        """
         if after >= self.head:
             return []
+        page = self._pages.get((after, limit))
+        if page is not None:
+            return page
         if self.ring and self.ring[0]["cursor"] <= after + 1:
             start = after + 1 - self.ring[0]["cursor"]
-            return [self.ring[i] for i in range(start, min(start + limit, len(self.ring)))]
+            page = self._pages[after, limit] = [self.ring[i] for i in range(start, min(start + limit, len(self.ring)))]
+            return page
         events: list[dict[str, Any]] = await self.db.run(reader.changes_after, after, limit)
         return events
+
+    def selection(self, change_filter: ChangeFilter, page: list[dict[str, Any]]) -> Selection:
+        """The changes of ``page`` (a non-empty slice of the log) that match, decided once per filter."""
+        key = (change_filter, page[0]["cursor"], page[-1]["cursor"])
+        found = self._selections.get(key)
+        if found is None:
+            events = page if change_filter.empty else [e for e in page if self.matches(change_filter, e)]
+            found = self._selections[key] = Selection(events)
+            if len(self._selections) > MAX_SELECTIONS:
+                self._prune_selections(0)
+        return found
+
+    def frames(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int,
+               detail: str = "summary") -> list[Frame]:
+        """The matching changes of ``page`` as ``changes`` messages of at most ``batch`` changes each, at
+        ``detail`` (``summary`` or ``brief``)."""
+        found = self.selection(change_filter, page)
+        frames = found.frames.get((detail, batch))
+        if frames is None:
+            frames = found.frames[detail, batch] = [
+                _batch([self._body(e, detail) for e in chunk], chunk[-1]["cursor"])
+                for chunk in _chunks(found.events, batch)
+            ]
+            chars = sum(len(text) for text, _ in frames)
+            found.chars += chars
+            self._selection_chars += chars
+            if self._selection_chars > self.cache_chars:
+                self._prune_selections(0)
+        return frames
+
+    async def full_frames(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int) -> list[Frame]:
+        """Like :meth:`frames` with each change's current ``compiledRelease``; shared until the next step."""
+        found = self.selection(change_filter, page)
+        key = ((change_filter, page[0]["cursor"], page[-1]["cursor"]), batch)
+        task = self._full.get(key)
+        if task is None:
+            task = self._full[key] = asyncio.ensure_future(self._build_full(found.events, batch))
+        return await asyncio.shield(task)
+
+    async def _build_full(self, events: list[dict[str, Any]], batch: int) -> list[Frame]:
+        if not events:
+            return []
+        records = await self.db.run(_compiled, [e["ocid"] for e in events])
+        full = [ascii_json({**e, "compiledRelease": records[e["ocid"]]}) for e in events]
+        return [_batch(full[start:start + batch], events[min(start + batch, len(events)) - 1]["cursor"])
+                for start in range(0, len(events), batch)]
+
+    def _prune_selections(self, low: int) -> None:
+        """Forget selections of pages that start before ``low``; over a budget, the oldest half too."""
+        over = self._selection_chars > self.cache_chars or len(self._selections) > MAX_SELECTIONS
+        keep_chars, keep = (self.cache_chars // 2, MAX_SELECTIONS // 2) if over else (self.cache_chars, MAX_SELECTIONS)
+        while self._selections:
+            key = next(iter(self._selections))
+            if key[1] >= low and self._selection_chars <= keep_chars and len(self._selections) <= keep:
+                break
+            self._selection_chars -= self._selections.pop(key).chars

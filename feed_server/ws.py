@@ -4,6 +4,10 @@ Each connection reads the shared change log from its own position: the backfill 
 store, recent changes from the hub's memory, and the switch to live is seamless because both are the
 same gapless sequence. A subscriber whose send stays blocked (it does not read) is closed with its
 cursor; it holds no buffer of its own, so it delays nobody else.
+
+A subscriber that asks for ``batch`` gets the changes ready at each step as ``changes`` messages of at
+most that many changes, encoded once for every subscriber with the same filter and detail at the same
+position. ``detail=brief`` sends the same changes without the old and new values of their fields.
 """
 
 from __future__ import annotations
@@ -26,11 +30,12 @@ router = APIRouter()
 logger = logging.getLogger("ocds_live.feed")
 
 PAGE = 500
+MAX_BATCH = PAGE
 CLOSE_BAD_CURSOR = 4004
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_TOO_MANY = 4429
-DETAILS = ("summary", "full")
+DETAILS = ("summary", "brief", "full")  # brief: each changed field's path and op, without its values
 
 
 class ProtocolError(ValueError):
@@ -42,6 +47,7 @@ class Subscription:
     position: int
     filter: ChangeFilter = field(default_factory=ChangeFilter)
     detail: str = "summary"
+    batch: int = 0  # at most this many changes per ``changes`` message; 0: one ``change`` message each
 
 
 def _parse_after(raw: Any, head: int) -> int:
@@ -57,6 +63,21 @@ def _parse_after(raw: Any, head: int) -> int:
         raise ProtocolError(f"after must be a cursor, 'start' or 'now', not {raw!r}") from exc
 
 
+def _parse_batch(raw: Any) -> int:
+    problem = f"batch must be an integer from 1 to {MAX_BATCH} (0 or none: one message per change), not {raw!r}"
+    if raw is None or raw == "":
+        return 0
+    if isinstance(raw, bool) or isinstance(raw, float) and not raw.is_integer():
+        raise ProtocolError(problem)
+    try:
+        batch = int(raw)
+    except (TypeError, ValueError) as exc:
+        raise ProtocolError(problem) from exc
+    if not 0 <= batch <= MAX_BATCH:
+        raise ProtocolError(problem)
+    return batch
+
+
 def subscription_from(params: dict[str, Any], head: int) -> Subscription:
     """A subscription from query parameters or a ``subscribe`` message (raises ProtocolError)."""
     detail = params.get("detail") or "summary"
@@ -69,7 +90,8 @@ def subscription_from(params: dict[str, Any], head: int) -> Subscription:
         change_filter = ChangeFilter.from_mapping(filters)
     except FilterError as exc:
         raise ProtocolError(str(exc)) from exc
-    return Subscription(_parse_after(params.get("after"), head), change_filter, detail)
+    return Subscription(_parse_after(params.get("after"), head), change_filter, detail,
+                        _parse_batch(params.get("batch")))
 
 
 class Connection:
@@ -141,8 +163,9 @@ class Connection:
 
     async def stream(self, sub: Subscription) -> None:
         """Send the subscription's changes forever: backfill, ``caught_up``, then live."""
-        await self.send({"type": "subscribed", "cursor": sub.position, "detail": sub.detail,
-                         "filters": sub.filter.as_dict()})
+        subscribed = {"type": "subscribed", "cursor": sub.position, "detail": sub.detail,
+                      "filters": sub.filter.as_dict()}
+        await self.send({**subscribed, "batch": sub.batch} if sub.batch else subscribed)
         caught_up = False
         limit = self.ws.app.state.settings.ws_queue_size
         while True:
@@ -162,14 +185,21 @@ class Connection:
                                             f"after={sub.position}"})
                 await self.ws.close(CLOSE_TOO_SLOW, reason=str(sub.position))
                 return
-            for event in events:
-                if self.hub.matches(sub.filter, event):
+            if sub.batch:
+                frames = (await self.hub.full_frames(sub.filter, events, sub.batch) if sub.detail == "full"
+                          else self.hub.frames(sub.filter, events, sub.batch, sub.detail))
+                for text, last in frames:
+                    await self.send_text(text)
+                    sub.position = last
+            else:
+                for event in self.hub.selection(sub.filter, events).events:
                     if sub.detail == "full":
                         payload = await self.full(event)
                         await self.send({"type": "change", "cursor": event["cursor"], "change": payload})
                     else:
-                        await self.send_text(self.hub.encoded(event))
-                sub.position = event["cursor"]
+                        await self.send_text(self.hub.encoded(event, sub.detail))
+                    sub.position = event["cursor"]
+            sub.position = events[-1]["cursor"]
 
 
 @router.websocket("/ws/changes")
