@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     record_cache_size: int = Field(default=5000, ge=0, description="merged records a worker keeps in memory")
     max_release_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_depth: int = Field(default=64, ge=8, description="deepest JSON nesting accepted in a release")
+    full_gc_interval: float = Field(
+        default=120.0, gt=0, description="seconds between the full garbage collections of workers and feed servers"
+    )
 
     # feed server
     host: str = "127.0.0.1"

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.pauses import PlannedCollections
 from core.publishers import load_publishers
 from core.settings import Settings
 from core.store.connection import database_url
@@ -46,9 +47,11 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.connections = set()
         app.state.limiter = ClientLimiter(settings.read_rate_limit)
         watchdog = asyncio.create_task(_watch_senders(app))
+        collections = PlannedCollections(settings.full_gc_interval).start()
         try:
             yield
         finally:
+            await asyncio.to_thread(collections.stop)
             watchdog.cancel()
             await hub.stop()
             app.state.ingest.close()

@@ -18,6 +18,7 @@ import faust
 
 from core.exceptions import StoreUnavailableError
 from core.kafka import headers_dict
+from core.pauses import PlannedCollections
 from core.publishers import load_publishers
 from core.schema import load_schema
 from core.settings import Settings
@@ -98,6 +99,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(topic, concurrency=1)
     async def process(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         relay.start()
+        collections = PlannedCollections(settings.full_gc_interval).start()
         try:
             batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=settings.batch_within)
             async for events in batches:
@@ -106,6 +108,7 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             stopping.set()
             await asyncio.to_thread(relay.stop)
+            await asyncio.to_thread(collections.stop)
             processor.close()
 
     return app
