@@ -352,13 +352,68 @@ def _contracts(before: dict[str, Any], after: dict[str, Any], kinds: _Kinds) -> 
             kinds.add("contract.amended", f"{prefix}/value")
 
 
-def _items(before: dict[str, Any], after: dict[str, Any], kinds: _Kinds) -> None:
+def _items_whole(before: dict[str, Any], after: dict[str, Any]) -> set[str]:
+    """The kinds that new transactions and documents and changed milestones make, comparing everything."""
+    found = set()
     if _parts(after, "transactions").keys() - _parts(before, "transactions").keys():
-        kinds.add("payment.recorded")
+        found.add("payment.recorded")
     if _parts(after, "documents").keys() - _parts(before, "documents").keys():
-        kinds.add("documents.added")
+        found.add("documents.added")
     if _parts(after, "milestones") != _parts(before, "milestones"):
-        kinds.add("milestone.updated")
+        found.add("milestone.updated")
+    return found
+
+
+_PART_FIELD_KINDS = dict(_PART_KINDS)
+
+
+def _part_field(tokens: list[str]) -> int | None:
+    """Where ``tokens`` (a change's path) reaches a documents, milestones or transactions array of a
+    container :func:`_parts` reads (planning, tender, awards/k, contracts/k, contracts/k/implementation)."""
+    for i in (1, 2, 3):
+        if len(tokens) > i and tokens[i] in _PART_FIELD_KINDS and _is_container(tokens[:i]):
+            return i
+    return None
+
+
+def _is_container(tokens: list[str]) -> bool:
+    if len(tokens) == 1:
+        return tokens[0] in ("planning", "tender")
+    if len(tokens) == 2:
+        return tokens[0] in ("awards", "contracts") and tokens[1].isdigit()
+    return len(tokens) == 3 and tokens[0] == "contracts" and tokens[1].isdigit() and tokens[2] == "implementation"
+
+
+def _holds_parts(tokens: list[str]) -> bool:
+    """Whether the value at ``tokens`` may hold containers :func:`_parts` reads (so part arrays)."""
+    return _is_container(tokens) or (len(tokens) == 1 and tokens[0] in ("awards", "contracts"))
+
+
+def _items(before: dict[str, Any], after: dict[str, Any], changes: list[dict[str, Any]], kinds: _Kinds) -> None:
+    """:func:`_items_whole`, reading only what the changes touched: a release that adds one payment to a
+    process with hundreds costs the same as the first payment.
+
+    A change at or inside an item of a part array says it all (an item added at the end of an array of
+    objects with distinct ids, or an item changed); a change to a whole part array, or to something holding
+    part arrays, has its top-level section compared whole.
+    """
+    whole: set[str] = set()
+    for change in changes:
+        tokens = change["path"].split("/")[1:]
+        at = _part_field(tokens)
+        if at is None:
+            if tokens and _holds_parts(tokens):
+                whole.add(tokens[0])
+        elif len(tokens) == at + 1:
+            whole.add(tokens[0])
+        elif tokens[at] == "milestones":
+            kinds.add("milestone.updated")
+        elif len(tokens) == at + 2 and change["op"] == "add" and isinstance(change["new"], dict):
+            kinds.add(_PART_FIELD_KINDS[tokens[at]])
+    if whole:
+        for kind in _items_whole({k: before[k] for k in whole if k in before},
+                                 {k: after[k] for k in whole if k in after}):
+            kinds.add(kind)
 
 
 def _tags(release: Release) -> list[str]:
@@ -383,7 +438,7 @@ def classify(
     _tender(before, after, kinds)
     _awards(before, after, kinds)
     _contracts(before, after, kinds)
-    _items(before, after, kinds)
+    _items(before, after, changes, kinds)
     strong = {section: kind for tag, (section, kind) in _STRONG_TAGS.items() if tag in tags}
     planned = status_code(after.get("tender")) in _PLANNED
     for section in set(_unexplained(changes, kinds)):

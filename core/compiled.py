@@ -17,12 +17,13 @@ that are not strings, arrays that are empty or mix values and objects in the sto
 
 from __future__ import annotations
 
-from typing import Any
-
-from ocdsmerge.rules import MergeRules
+from typing import TYPE_CHECKING, Any
 
 from core.changes import MAX_DEPTH, MISSING, diff_into, escape
 from core.types import Release
+
+if TYPE_CHECKING:  # ocdsmerge.rules imports requests (to download schemas): only its type is needed here
+    from ocdsmerge.rules import MergeRules
 
 Path = tuple[Any, ...]
 Entries = list[dict[str, Any]]

@@ -22,9 +22,9 @@ JALISCO_OCID = "ocds-xs1qbl-SFIN-03-0007-00-2017"
 
 
 def test_modules_are_pure() -> None:
-    """Importing change detection and summaries loads no Kafka, database or socket module."""
+    """Importing change detection, summaries and the compiled merge loads no Kafka, database or socket module."""
     code = (
-        "import sys, core.changes, core.summary; "
+        "import sys, core.changes, core.summary, core.compiled; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('kafka', 'aiokafka', 'faust', 'psycopg2', 'websockets', 'socket', 'ssl')))"
     )
@@ -435,3 +435,39 @@ def test_applying_the_diff_of_flat_dicts_round_trips(a: dict[str, Any], b: dict[
 def test_applying_the_diff_of_nested_dicts_round_trips(a: dict[str, Any], b: dict[str, Any]) -> None:
     """Applying ``diff(a, b)`` to ``a`` gives ``b`` for nested dicts (lists replaced whole)."""
     assert _apply(a, diff(a, b)) == b
+
+
+def _streams(real_data: Path) -> list[list[dict[str, Any]]]:
+    """Releases in order: simulated Mexican processes (some with hundreds of payments) and real publishers."""
+    from producers.simulator import simulate
+
+    streams = [[s.release for s in simulate(seed=11, processes=60, long_process_rate=0.1, long_process_releases=120)]]
+    for name in ("mx-jalisco", "py-dncp"):
+        lines = (real_data / f"{name}.releases.jsonl").read_text(encoding="utf-8").splitlines()
+        streams.append([json.loads(line) for line in lines])
+    return streams
+
+
+def test_part_kinds_from_the_changes_equal_comparing_whole_records(schema: OcdsSchema, real_data: Path) -> None:
+    """payment.recorded, documents.added and milestone.updated found from the changed paths alone equal what
+    comparing every payment, document and milestone of the records before and after finds."""
+    from core import changes as module
+    from core.merge import RecordMerger, order_key
+
+    merger = RecordMerger(schema, versioned=False)
+    compared, found = 0, set()
+    for stream in _streams(real_data):
+        records: dict[str, Any] = {}
+        for release in sorted(stream, key=lambda r: (r["ocid"], *order_key(r))):
+            step = merger.step(records.get(release["ocid"]), release)
+            records[release["ocid"]] = step.record
+            before = json.loads(json.dumps(step.before or {}))
+            after = step.record.compiled
+            kinds = module._Kinds()
+            module._items(before, after, diff(before, after), kinds)
+            whole = module._items_whole(before, after)
+            assert kinds.found == whole, release["id"]
+            compared += 1
+            found |= whole
+    assert compared > 1000
+    assert found == {"payment.recorded", "documents.added", "milestone.updated"}
