@@ -82,13 +82,31 @@ def ascii_json(value: Any) -> str:
     return data.decode() if data.isascii() else data.decode().encode("ascii", "ocds-live-json").decode()
 
 
+def _brief_changes(changes: list[Any]) -> list[Any]:
+    return [{key: change[key] for key in ("path", "op") if key in change} if isinstance(change, dict) else change
+            for change in changes]
+
+
 def brief(event: dict[str, Any]) -> dict[str, Any]:
     """The change event with only the ``path`` and ``op`` of each changed field (no ``old``/``new`` values)."""
     changes = event.get("changes")
     if not isinstance(changes, list):
         return event
-    return {**event, "changes": [{key: change[key] for key in ("path", "op") if key in change}
-                                 if isinstance(change, dict) else change for change in changes]}
+    return {**event, "changes": _brief_changes(changes)}
+
+
+def compact(event: dict[str, Any]) -> tuple[dict[str, Any], orjson.Fragment | None]:
+    """The event as the ring keeps it, and the ``changes`` of its brief form.
+
+    The changed fields (most of an event: every old and new value, as Python objects) become one encoded
+    JSON fragment, and so do their brief form: hundreds of objects fewer per event, in a ring that holds
+    tens of thousands of events, and nothing to serialise again when the event is sent.
+    """
+    changes = event.get("changes")
+    if not isinstance(changes, list):
+        return event, None
+    return ({**event, "changes": orjson.Fragment(orjson.dumps(changes))},
+            orjson.Fragment(orjson.dumps(_brief_changes(changes))))
 
 
 def _batch(bodies: list[str], last: int) -> Frame:
@@ -144,6 +162,7 @@ class ChangeHub:
         self._listening = threading.Event()
         # detail -> cursor -> encoded change message, for changes in the ring
         self._messages: dict[str, dict[int, str]] = {detail: {} for detail in ENCODED_DETAILS}
+        self._brief: dict[int, orjson.Fragment] = {}  # cursor -> the brief changes of a change in the ring
         self._verdicts: dict[tuple[ChangeFilter, int], bool] = {}  # (filter, cursor) -> matches
         self._pages: dict[tuple[int, int], list[dict[str, Any]]] = {}  # (after, limit) -> page, until the next step
         self._selections: dict[PageKey, Selection] = {}  # oldest first
@@ -216,7 +235,10 @@ class ChangeHub:
         cache = self._messages[detail]
         text = cache.get(cursor)
         if text is None:
-            payload = brief(event) if detail == "brief" else event
+            payload = event
+            if detail == "brief":
+                kept = self._brief.get(cursor)
+                payload = brief(event) if kept is None else {**event, "changes": kept}
             text = f'{{"type":"change","cursor":{cursor},"change":{ascii_json(payload)}}}'
             if self.ring and cursor >= self.ring[0]["cursor"]:
                 cache[cursor] = text
@@ -235,12 +257,17 @@ class ChangeHub:
                 await asyncio.sleep(1.0)
                 continue
             if events:
-                self.ring.extend(events)
+                for event in events:
+                    kept, brief_changes = compact(event)
+                    self.ring.append(kept)
+                    if brief_changes is not None:
+                        self._brief[event["cursor"]] = brief_changes
                 self.head = events[-1]["cursor"]
                 self._pages.clear()
                 self._full.clear()
                 low = self.ring[0]["cursor"]
-                for cache in self._messages.values():
+                caches: list[dict[int, Any]] = [*self._messages.values(), self._brief]
+                for cache in caches:
                     while cache and next(iter(cache)) < low:
                         del cache[next(iter(cache))]
                 if len(self._verdicts) > 200_000:
