@@ -88,6 +88,14 @@ class ChangeFilter:
     def empty(self) -> bool:
         return not self.as_dict()
 
+    @cached_property
+    def _hash(self) -> int:
+        return hash(tuple(getattr(self, f.name) for f in fields(self)))
+
+    def __hash__(self) -> int:
+        """Computed once: the feed server hashes each subscriber's filter for every change it sends."""
+        return self._hash
+
     def matches(self, event: Mapping[str, Any]) -> bool:
         """Whether the change event satisfies every set field."""
         summary: Mapping[str, Any] = event.get("summary") or {}
