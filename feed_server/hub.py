@@ -144,8 +144,8 @@ class Database:
 class ChangeHub:
     """Tails the change log: woken by PostgreSQL NOTIFY at each commit, polling as a fallback.
 
-    Subscribers wait on one shared future per step of the log (no task or timer per subscriber), which
-    the hub resolves when new changes arrive, or every ``heartbeat`` seconds when none do.
+    A waiting subscriber holds one future (no task or timer per subscriber); the hub resolves all of them
+    at each step of the log: when new changes arrive, or every ``heartbeat`` seconds when none do.
     """
 
     def __init__(self, db: Database, url: str | None = None, *, ring_size: int = 20_000,
@@ -156,7 +156,7 @@ class ChangeHub:
         self.head = 0
         self.poll_interval = poll_interval
         self.heartbeat = heartbeat
-        self._step: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []  # one per subscriber waiting for the next step
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = threading.Event()
@@ -209,9 +209,10 @@ class ChangeHub:
                 self._stop.wait(2.0)
 
     def _resolve(self) -> None:
-        step, self._step = self._step, None
-        if step is not None and not step.done():
-            step.set_result(None)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():  # a cancelled waiter (its subscriber left) is done already
+                waiter.set_result(None)
 
     async def _beat(self) -> None:
         while True:
@@ -281,9 +282,9 @@ class ChangeHub:
 
     async def wait(self) -> None:
         """Return at the next step of the log (new changes), or at the next heartbeat tick."""
-        if self._step is None:
-            self._step = asyncio.get_running_loop().create_future()
-        await asyncio.shield(self._step)
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter  # cancelling this wait cancels only this waiter: cheaper than shielding one shared future
 
     async def read(self, after: int, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` changes with cursor > ``after`` (from memory when recent enough).
