@@ -63,7 +63,7 @@ _RANK = {kind: rank for rank, kind in enumerate(KINDS)}
 IGNORED = frozenset({"/id", "/date", "/tag"})
 """Paths of the compiled release that change on every merge and mean nothing by themselves."""
 
-_MAX_DEPTH = 64
+MAX_DEPTH = 64
 _PLANNED = frozenset({"planned", "planning"})
 _CANCELLED = frozenset({"cancelled", "withdrawn"})
 _ENDED = frozenset({"terminated", "cancelled"})
@@ -106,8 +106,7 @@ _PART_KINDS = (
     ("milestones", "milestone.updated"),
     ("transactions", "payment.recorded"),
 )
-_MISSING: Any = object()
-MISSING: Any = _MISSING
+MISSING: Any = object()
 """Stands for an absent value in :func:`diff_into` (a key that is not there)."""
 
 
@@ -133,7 +132,7 @@ class Change:
 # -- diff ------------------------------------------------------------------------------------------------
 
 
-def _escape(token: str) -> str:
+def escape(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1") if "~" in token or "/" in token else token
 
 
@@ -151,54 +150,46 @@ def _ids(items: list[Any]) -> dict[Any, int] | None:
 
 
 def _entry(path: str, old: Any, new: Any) -> dict[str, Any]:
-    op = "add" if old is _MISSING else "remove" if new is _MISSING else "replace"
+    op = "add" if old is MISSING else "remove" if new is MISSING else "replace"
     return {
         "path": path,
         "op": op,
-        "old": None if old is _MISSING else old,
-        "new": None if new is _MISSING else new,
+        "old": None if old is MISSING else old,
+        "new": None if new is MISSING else new,
     }
 
 
-def _diff(old: Any, new: Any, path: str, out: list[dict[str, Any]], depth: int) -> None:
+def diff_into(old: Any, new: Any, path: str, out: list[dict[str, Any]], depth: int) -> None:
+    """:func:`diff` of two values at ``path`` (``depth`` tokens deep), appended to ``out``; :data:`MISSING`
+    stands for an absent value."""
     if old is new:
         return
-    if isinstance(old, dict) and isinstance(new, dict) and depth < _MAX_DEPTH:
+    if isinstance(old, dict) and isinstance(new, dict) and depth < MAX_DEPTH:
         keys = old.keys() | new.keys()
         try:
             ordered = sorted(keys)
         except TypeError:  # not JSON: keys of several types
             ordered = sorted(keys, key=repr)
         for key in ordered:
-            o, n = old.get(key, _MISSING), new.get(key, _MISSING)
-            if o is not n and (o is _MISSING or n is _MISSING or o != n):
-                _diff(o, n, f"{path}/{_escape(str(key))}", out, depth + 1)
+            o, n = old.get(key, MISSING), new.get(key, MISSING)
+            if o is not n and (o is MISSING or n is MISSING or o != n):
+                diff_into(o, n, f"{path}/{escape(str(key))}", out, depth + 1)
         return
-    if isinstance(old, list) and isinstance(new, list) and depth < _MAX_DEPTH:
+    if isinstance(old, list) and isinstance(new, list) and depth < MAX_DEPTH:
         old_ids, new_ids = _ids(old), _ids(new)
         if old_ids is not None and new_ids is not None:
             for j, item in enumerate(new):
                 i = old_ids.get(item["id"])
                 if i is None:
-                    out.append(_entry(f"{path}/{j}", _MISSING, item))
+                    out.append(_entry(f"{path}/{j}", MISSING, item))
                 elif old[i] != item:
-                    _diff(old[i], item, f"{path}/{j}", out, depth + 1)
+                    diff_into(old[i], item, f"{path}/{j}", out, depth + 1)
             for i, item in enumerate(old):
                 if item["id"] not in new_ids:
-                    out.append(_entry(f"{path}/{i}", item, _MISSING))
+                    out.append(_entry(f"{path}/{i}", item, MISSING))
             return
-    if old is _MISSING or new is _MISSING or old != new:
+    if old is MISSING or new is MISSING or old != new:
         out.append(_entry(path, old, new))
-
-
-def diff_into(old: Any, new: Any, path: str, out: list[dict[str, Any]], depth: int) -> None:
-    """:func:`diff` of two values at ``path`` (``depth`` tokens deep), appended to ``out``; :data:`MISSING`
-    stands for an absent value."""
-    _diff(old, new, path, out, depth)
-
-
-escape = _escape
-MAX_DEPTH = _MAX_DEPTH
 
 
 def diff(old: JSON, new: JSON, path: str = "") -> list[dict[str, Any]]:
@@ -215,7 +206,7 @@ def diff(old: JSON, new: JSON, path: str = "") -> list[dict[str, Any]]:
     caller's objects, not copies. Nesting deeper than 64 levels is compared as a whole.
     """
     out: list[dict[str, Any]] = []
-    _diff(old, new, path, out, 0)
+    diff_into(old, new, path, out, 0)
     return out
 
 

@@ -47,6 +47,16 @@ class Unsupported(Exception):
     """This release needs the general merge (the record was left as it was)."""
 
 
+class _Indexed:
+    """One array of objects: its items by ``id`` with their positions, and whether every item has a
+    distinct string ``id`` (else ``diff`` compares the array as one value)."""
+
+    __slots__ = ("array", "clean", "items")
+
+    def __init__(self, array: list[Any], items: dict[str, tuple[int, dict[str, Any]]], clean: bool) -> None:
+        self.array, self.items, self.clean = array, items, clean
+
+
 class Arrays:
     """The arrays of objects of one compiled release, indexed by item ``id``: built once per array, kept.
 
@@ -57,15 +67,14 @@ class Arrays:
     __slots__ = ("index",)
 
     def __init__(self) -> None:
-        # id(array) -> [array, {id: (position, item)}, every item has a distinct string id]
-        self.index: dict[int, list[Any]] = {}
+        self.index: dict[int, _Indexed] = {}  # id(array) -> its index
 
     def clear(self) -> None:
         self.index.clear()
 
-    def get(self, array: list[Any]) -> list[Any]:
+    def get(self, array: list[Any]) -> _Indexed:
         entry = self.index.get(id(array))
-        if entry is not None and entry[0] is array:
+        if entry is not None and entry.array is array:
             return entry
         items: dict[str, tuple[int, dict[str, Any]]] = {}
         clean = True
@@ -79,7 +88,7 @@ class Arrays:
                 clean = False
             else:
                 items[ident] = (position, item)
-        entry = [array, items, clean]
+        entry = _Indexed(array, items, clean)
         self.index[id(array)] = entry
         return entry
 
@@ -224,7 +233,7 @@ class _Walk:
     def build_items(self, array: list[Any], src: Any, rule_path: Path, path: Path, pointer: str) -> None:
         """:meth:`items` for a new, empty ``array``."""
         entry = self.arrays.get(array)
-        index: dict[str, tuple[int, dict[str, Any]]] = entry[1]
+        index = entry.items
         for item in src:
             if not item:
                 continue
@@ -234,7 +243,7 @@ class _Walk:
                 placed = self.placed
                 self.build(child, item, rule_path, path, "", False)
                 if self.placed != placed:
-                    entry[2] = False
+                    entry.clean = False
                     array.append(child)
                 continue
             if type(ident) is not str:
@@ -252,7 +261,7 @@ class _Walk:
     def items(self, array: list[Any], src: Any, rule_path: Path, path: Path, pointer: str) -> list[Any] | None:
         """Merge the release's array of objects into ``array`` by ``id``; its old value if it changed, else None."""
         entry = self.arrays.get(array)
-        index: dict[str, tuple[int, dict[str, Any]]] = entry[1]
+        index = entry.items
         length, mark = len(array), len(self.groups)
         olds: dict[int, dict[str, Any]] = {}
         for item in src:
@@ -276,7 +285,7 @@ class _Walk:
             if ident is MISSING:
                 if self.placed == placed:
                     continue
-                entry[2] = False
+                entry.clean = False
             else:
                 self.placed += 1  # the item's id
                 index[ident] = (position, child)
@@ -288,7 +297,7 @@ class _Walk:
         before = array[:length]
         for position, old in olds.items():
             before[position] = old
-        if self.track and not entry[2]:  # diff compares such an array as one value
+        if self.track and not entry.clean:  # diff compares such an array as one value
             del self.groups[mark:]
             self.changed(path, pointer, before, array)
         return before

@@ -19,7 +19,8 @@ from core.types import Release
 Cursor = Any  # psycopg2 cursor
 
 
-def jsonb(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """Compact JSON, for the ``text`` columns that hold JSON and the parameters cast to ``jsonb``."""
     return orjson.dumps(value).decode()
 
 
@@ -142,7 +143,7 @@ def insert_releases(cur: Cursor, rows: Sequence[ReleaseRow], first_seq: int) -> 
         [
             (
                 r.release["ocid"], r.release["id"], r.release["date"], list(r.release.get("tag") or []),
-                r.publisher, r.digest, r.data, jsonb([f.as_dict() for f in r.findings]),
+                r.publisher, r.digest, r.data, json_text([f.as_dict() for f in r.findings]),
                 r.topic, r.partition, r.offset, seq,
             )
             for seq, r in enumerate(rows, start=first_seq)
@@ -202,9 +203,9 @@ def _record_row(ocid: str, record: MergedRecord, seq: int, known: dict[str, Any]
     columns = record_columns(record.compiled, summary)
     when = instant(columns.get("date"))
     return (
-        ocid, jsonb(record.compiled), None if record.versioned is None else jsonb(record.versioned),
+        ocid, json_text(record.compiled), None if record.versioned is None else json_text(record.versioned),
         record.latest[0], record.latest[1], record.count,
-        jsonb({k: v for k, v in summary.items() if k != "search_text"}),
+        json_text({k: v for k, v in summary.items() if k != "search_text"}),
         columns.get("buyer_id"), columns.get("buyer_name"), list(columns.get("supplier_ids") or []),
         columns.get("method"), columns.get("category"), columns.get("status"), columns.get("amount"),
         columns.get("currency"), columns.get("date"), when, int(columns["date"][:4]) if when else None,
@@ -257,7 +258,7 @@ def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str, fir
     for cursor, event in enumerate(events, start=first):
         event["cursor"] = cursor
         event["record_url"] = f"{base_url}/api/records/{event['ocid']}"
-        rows.append((cursor, event["ocid"], event["release_id"], event["kind"], jsonb(event)))
+        rows.append((cursor, event["ocid"], event["release_id"], event["kind"], json_text(event)))
         keys += [(field, value, cursor) for field, value in change_keys(event.get("summary"))]
     execute_values(
         cur, "INSERT INTO changes (cursor, ocid, release_id, kind, event) VALUES %s", rows, page_size=len(rows),
@@ -279,10 +280,11 @@ def insert_rejected(
         "INSERT INTO rejected (publisher, ocid, release_id, findings, raw, source_topic, source_partition, "
         "source_offset) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
         (publisher, ocid if isinstance(ocid, str) else None, release_id if isinstance(release_id, str) else None,
-         jsonb([f.as_dict() for f in findings]), raw, topic, partition, offset),
+         json_text([f.as_dict() for f in findings]), raw, topic, partition, offset),
     )
 
 
 def store_versioned(cur: Cursor, ocid: str, versioned: Release, seq: int) -> None:
     """Keep a versioned release derived on demand, unless the record changed since ``seq`` was read."""
-    cur.execute("UPDATE records SET versioned = %s::jsonb WHERE ocid = %s AND seq = %s", (jsonb(versioned), ocid, seq))
+    cur.execute("UPDATE records SET versioned = %s::jsonb WHERE ocid = %s AND seq = %s",
+                (json_text(versioned), ocid, seq))
