@@ -114,8 +114,20 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+class Worker(faust.Worker):
+    """A Faust worker without the terminal spinner.
+
+    To spin at every log record, Faust's spinner sets the root logger to DEBUG, so every debug call of
+    kafka-python, aiokafka and Faust builds a record that no handler prints (about 5% of a busy worker's
+    CPU in a py-spy profile). Without it the root logger keeps the level asked for.
+    """
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None
+
+
 def run_worker(settings: Settings, loglevel: str = "info") -> None:
     """Run one stream-processing worker until interrupted (start several for more throughput)."""
     app = create_app(settings)
-    worker = faust.Worker(app, loglevel=loglevel)
+    worker = Worker(app, loglevel=loglevel)
     worker.execute_from_commandline()

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from core.kafka import KeyHashCache
 from core.settings import Settings
 from core.store.connection import Connection
 from core.store.locks import RELAY_LOCK
@@ -50,7 +51,8 @@ class Relay:
 
         producer = KafkaProducer(
             bootstrap_servers=self.settings.kafka_bootstrap_servers, acks="all", enable_idempotence=True,
-            compression_type="zstd", linger_ms=5, max_request_size=4 * self.settings.max_release_bytes,
+            compression_type="zstd", partitioner=KeyHashCache(), linger_ms=5,
+            max_request_size=4 * self.settings.max_release_bytes,
         )
         conn = self._connect()
         conn.autocommit = True
