@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(default=1000, ge=1, description="changes a live subscriber may fall behind")
     ws_send_timeout: float = Field(default=5.0, gt=0, description="seconds one websocket send may block")
     ws_max_per_client: int = Field(default=100, ge=1, description="websocket connections per client address")
+    feed_step: float = Field(
+        default=0.025, ge=0, description="seconds at least between two steps of the change hub (commits that come "
+        "closer are sent together)"
+    )
     websub_hub: str | None = Field(default=None, description="a WebSub hub to advertise in Atom feeds")
     read_rate_limit: float = Field(default=50.0, gt=0, description="API requests per second per client")
     operator_token: SecretStr | None = None

@@ -39,7 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url(settings)
         db = Database(url)
-        hub = ChangeHub(db, url)
+        hub = ChangeHub(db, url, min_step=settings.feed_step)
         await hub.start()
         app.state.settings, app.state.db, app.state.hub = settings, db, hub
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))

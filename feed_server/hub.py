@@ -146,16 +146,23 @@ class ChangeHub:
 
     A waiting subscriber holds one future (no task or timer per subscriber); the hub resolves all of them
     at each step of the log: when new changes arrive, or every ``heartbeat`` seconds when none do.
+
+    Two steps are at least ``min_step`` seconds apart: the changes of commits that come closer wait for the
+    next step and go out together. Every step wakes every live subscriber and costs each one a message
+    per change it selects, or per ``batch``; workers that commit small batches often (to keep their own
+    latency low) would otherwise multiply the frames each subscriber receives.
     """
 
     def __init__(self, db: Database, url: str | None = None, *, ring_size: int = 20_000,
-                 poll_interval: float = 1.0, heartbeat: float = 15.0, cache_chars: int = 64_000_000) -> None:
+                 poll_interval: float = 1.0, heartbeat: float = 15.0, cache_chars: int = 64_000_000,
+                 min_step: float = 0.0) -> None:
         self.db = db
         self.url = url
         self.ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
         self.head = 0
         self.poll_interval = poll_interval
         self.heartbeat = heartbeat
+        self.min_step = min_step
         self._waiters: list[asyncio.Future[None]] = []  # one per subscriber waiting for the next step
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -250,7 +257,12 @@ class ChangeHub:
         return self.encoded(event, detail)[len(f'{{"type":"change","cursor":{event["cursor"]},"change":'):-1]
 
     async def _tail(self) -> None:
+        loop = asyncio.get_running_loop()
+        stepped = -self.min_step
         while True:
+            pause = stepped + self.min_step - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
             try:
                 events = await self.db.run(reader.changes_after, self.head, 1000)
             except Exception as exc:  # noqa: BLE001 - keep tailing through database restarts
@@ -275,6 +287,7 @@ class ChangeHub:
                     self._verdicts.clear()
                 self._prune_selections(low)
                 self._resolve()
+                stepped = loop.time()
                 continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):

@@ -56,6 +56,15 @@ class BatchResult:
     changes: int = 0
 
 
+@dataclass(frozen=True)
+class _Cached:
+    """A record as this worker last stored it: the seq of that write, the record, its search text."""
+
+    seq: int
+    record: MergedRecord
+    search: str
+
+
 @dataclass
 class _Accepted:
     msg: Incoming
@@ -92,10 +101,11 @@ class BatchProcessor:
         self.merger = RecordMerger(schema, versioned=False)
         self._connect = connect
         self._conn: Connection | None = None
-        # Records this worker merged lately, with the seq of the write that stored them. A cached
-        # record is used only while the store still holds that seq (checked under the row lock), so
-        # a rebalance or another worker can never make it stale; it only saves parsing and re-indexing.
-        self._cache: OrderedDict[str, tuple[int, MergedRecord]] = OrderedDict()
+        # Records this worker merged lately, with the seq of the write that stored them and the text
+        # their search vector was made from. A cached record is used only while the store still holds
+        # that seq (checked under the row lock), so a rebalance or another worker can never make it
+        # stale; it only saves parsing, re-indexing and rebuilding an unchanged search vector.
+        self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = settings.record_cache_size
 
     # -- pure part ------------------------------------------------------------------------------
@@ -147,9 +157,9 @@ class BatchProcessor:
 
     def _process(
         self, conn: Connection, batch: Sequence[Incoming]
-    ) -> tuple[BatchResult, dict[str, tuple[int, MergedRecord]]]:
+    ) -> tuple[BatchResult, dict[str, _Cached]]:
         result = BatchResult()
-        saved: dict[str, tuple[int, MergedRecord]] = {}
+        saved: dict[str, _Cached] = {}
         with conn.cursor() as cur:
             next_offsets = writer.lock_offsets(cur, self.group, {(m.topic, m.partition) for m in batch})
             fresh = [m for m in batch if m.offset >= next_offsets.get((m.topic, m.partition), 0)]
@@ -186,7 +196,8 @@ class BatchProcessor:
                     )
                     rejected.append((item.msg, [finding], item.release))
 
-            records, events, summaries = self._merge_and_detect(cur, new, rejected)
+            indexed: dict[str, str] = {}
+            records, events, summaries = self._merge_and_detect(cur, new, rejected, indexed)
             conflicted = {id(r[0]) for r in rejected}
             stored = [a for a in new if id(a.msg) not in conflicted]
             numbers = writer.allocate(cur, len(events), len(stored), len(records))
@@ -196,8 +207,9 @@ class BatchProcessor:
                 for a in stored
             ], numbers.release)
             ordered = sorted(records.items())
-            writer.save_records(cur, ordered, numbers.record, summaries)
-            saved = {ocid: (seq, record) for seq, (ocid, record) in enumerate(ordered, start=numbers.record)}
+            texts = writer.save_records(cur, ordered, numbers.record, summaries, indexed)
+            saved = {ocid: _Cached(seq, record, texts[ocid])
+                     for seq, (ocid, record) in enumerate(ordered, start=numbers.record)}
             result.changes = writer.append_changes(cur, events, self.settings.base_url, numbers.change)
             result.accepted = len(stored)
             for msg, findings, release in rejected:
@@ -210,14 +222,16 @@ class BatchProcessor:
         return result, saved
 
     def _merge_and_detect(
-        self, cur: Any, new: list[_Accepted], rejected: list[tuple[Incoming, list[Finding], Release | None]]
+        self, cur: Any, new: list[_Accepted], rejected: list[tuple[Incoming, list[Finding], Release | None]],
+        indexed: dict[str, str],
     ) -> tuple[dict[str, MergedRecord], list[dict[str, Any]], dict[str, dict[str, Any]]]:
         """Merge each ocid's new releases into its record: the records to save, the change events, and the
-        summaries of the records whose last release made a change (the summary of the record as saved)."""
+        summaries of the records whose last release made a change (the summary of the record as saved).
+        Fills ``indexed`` with the search text of the stored rows this worker knows."""
         by_ocid: dict[str, list[_Accepted]] = defaultdict(list)
         for item in new:
             by_ocid[item.release["ocid"]].append(item)
-        records = self._records(cur, sorted(by_ocid))
+        records = self._records(cur, sorted(by_ocid), indexed)
         changed: dict[str, MergedRecord] = {}
         events: list[dict[str, Any]] = []
         summaries: dict[str, dict[str, Any]] = {}
@@ -241,15 +255,17 @@ class BatchProcessor:
                 summaries[ocid] = step_events[-1]["summary"]
         return changed, events, summaries
 
-    def _records(self, cur: Any, ocids: list[str]) -> dict[str, MergedRecord]:
-        """Lock the existing records of ``ocids``; take them from the cache when still current."""
+    def _records(self, cur: Any, ocids: list[str], indexed: dict[str, str]) -> dict[str, MergedRecord]:
+        """Lock the existing records of ``ocids``; take them from the cache when still current (and the text
+        of their search vector into ``indexed``)."""
         versions = writer.lock_records(cur, ocids)
         records: dict[str, MergedRecord] = {}
         missing = []
         for ocid, seq in versions.items():
             cached = self._cache.get(ocid)
-            if cached is not None and cached[0] == seq:
-                records[ocid] = cached[1]
+            if cached is not None and cached.seq == seq:
+                records[ocid] = cached.record
+                indexed[ocid] = cached.search
             else:
                 missing.append(ocid)
         records.update(writer.load_records(cur, missing, self.merger))

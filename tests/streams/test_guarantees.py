@@ -20,6 +20,7 @@ import pytest
 from core.kafka import OutgoingRelease
 from core.settings import Settings
 from core.store import writer
+from core.summary import summarize
 from tests.support import pipeline
 from tests.support.kafka import read_topic
 from tests.support.pipeline import Snapshot
@@ -220,3 +221,14 @@ def test_every_change_is_indexed_by_its_buyer_and_suppliers(clean: Clean) -> Non
     assert {field for field, _, _ in want} == {"buyer", "supplier"}
     assert len({cursor for _, _, cursor in want}) > len(events) // 2
     assert got == want
+
+
+def test_every_search_vector_is_made_from_its_records_current_text(clean: Clean) -> None:
+    """A record's search vector is the Spanish to_tsvector of its current search text, also where the worker
+    kept the stored vector because a release changed no text."""
+    rows = pipeline.query(clean.settings, "SELECT ocid, compiled, search::text FROM records ORDER BY ocid")
+    texts = [writer.unaccent(str(summarize(orjson.loads(compiled))["search_text"])) for _, compiled, _ in rows]
+    want = pipeline.query(clean.settings, "SELECT to_tsvector('spanish', t)::text FROM unnest(%s::text[]) "
+                          "WITH ORDINALITY AS u(t, n) ORDER BY n", (texts,))
+    assert len(rows) == len(want) > 500
+    assert [search for _, _, search in rows] == [vector for (vector,) in want]
