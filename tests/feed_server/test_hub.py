@@ -58,6 +58,7 @@ def test_compact_leaves_an_event_without_a_change_list_alone() -> None:
 async def _steps_while_committing(settings: Settings, min_step: float, commits: int, every: float) -> list[int]:
     """The hub's head at each step while ``commits`` one-change transactions commit ``every`` seconds apart."""
     url = settings.database_url
+    assert url is not None  # fresh_stack always names its database
     db = Database(url)
     hub = ChangeHub(db, url, min_step=min_step, poll_interval=0.05)
     await hub.start()
