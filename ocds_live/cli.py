@@ -107,6 +107,19 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    from consumers.watch import Rules, run
+
+    url = args.url or f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes"
+    after: int | str = int(args.after) if args.after.isdigit() else args.after
+    filters = {k: v for k, v in (("buyer", args.buyer), ("method", args.method)) if v}
+    rules = Rules(min_open_days=args.min_open_days, min_invitation_days=args.min_invitation_days,
+                  max_raise=args.max_raise, direct_limit=args.direct_limit)
+    print(f"ocds-live watch: following {url} (after={after}); alerts are JSON lines", file=sys.stderr, flush=True)
+    run(url, rules, after, filters, args.limit)
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from ocds_live.demo import run_demo
 
@@ -152,6 +165,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--group", help="a new consumer group (default: <app_id>-replay-<random>)")
     p.add_argument("--force", action="store_true", help="replay into a store that already holds records")
     p.set_defaults(handler=_replay)
+
+    p = sub.add_parser("watch", help="the watchdog bot: red-flag alerts from the change feed, as JSON lines")
+    p.add_argument("--url", help="the feed's websocket URL (default: this feed server's /ws/changes)")
+    p.add_argument("--after", default="now", help="a cursor, 'start' or 'now' (default)")
+    p.add_argument("--buyer", help="watch one buyer id only")
+    p.add_argument("--method", help="watch one procurement method only")
+    p.add_argument("--min-open-days", type=float, default=10.0, help="shorter open tender periods are flagged")
+    p.add_argument("--min-invitation-days", type=float, default=5.0, help="shorter invitation periods are flagged")
+    p.add_argument("--max-raise", type=float, default=0.25, help="contracts above award x (1 + this) are flagged")
+    p.add_argument("--direct-limit", type=float, default=600_000.0,
+                   help="the direct-award limit (MXN) that split purchases stay just below")
+    p.add_argument("--limit", type=int, default=None, help="stop after this many changes (default: never)")
+    p.set_defaults(handler=_watch)
 
     p = sub.add_parser("demo", help="everything together on the embedded defaults")
     p.add_argument("--rate", type=float, default=20.0)
