@@ -180,12 +180,20 @@ class Watchdog:
 
 
 def alert_line(alert: Alert) -> bytes:
+    """The alert as one JSON line."""
     return orjson.dumps(asdict(alert)) + b"\n"
+
+
+def alert_text(alert: Alert) -> bytes:
+    """The alert as one line for people: rule, process, title, link."""
+    link = alert.record_url or alert.ocid
+    return f"ALERT {alert.rule:<24} {alert.ocid}  {alert.message}  {link}\n".encode()
 
 
 async def watch(url: str, rules: Rules, *, after: int | str = "start", filters: dict[str, Any] | None = None,
                 out: Callable[[bytes], Any] = sys.stdout.buffer.write,
-                flush: Callable[[], Any] = sys.stdout.buffer.flush, limit: int | None = None) -> int:
+                flush: Callable[[], Any] = sys.stdout.buffer.flush, limit: int | None = None,
+                line: Callable[[Alert], bytes] = alert_line) -> int:
     """Follow the feed at ``url`` and write each alert as a JSON line; returns the alerts written (after
     ``limit`` changes when given, else never)."""
     from consumers.client import ChangeClient
@@ -194,7 +202,7 @@ async def watch(url: str, rules: Rules, *, after: int | str = "start", filters: 
     async with ChangeClient(url, filters=filters, after=after, detail="full", batch=50) as client:
         async for event in client:
             for alert in dog.check_event(event):
-                out(alert_line(alert))
+                out(line(alert))
                 alerts += 1
             flush()
             seen += 1
@@ -203,6 +211,8 @@ async def watch(url: str, rules: Rules, *, after: int | str = "start", filters: 
     return alerts
 
 
-def run(url: str, rules: Rules, after: int | str, filters: dict[str, Any], limit: int | None = None) -> int:
-    return asyncio.run(watch(url, rules, after=after, filters=filters, limit=limit))
+def run(url: str, rules: Rules, after: int | str, filters: dict[str, Any], limit: int | None = None,
+        text: bool = False) -> int:
+    return asyncio.run(watch(url, rules, after=after, filters=filters, limit=limit,
+                             line=alert_text if text else alert_line))
 

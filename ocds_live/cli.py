@@ -116,7 +116,7 @@ def _watch(settings: Settings, args: argparse.Namespace) -> int:
     rules = Rules(min_open_days=args.min_open_days, min_invitation_days=args.min_invitation_days,
                   max_raise=args.max_raise, direct_limit=args.direct_limit)
     print(f"ocds-live watch: following {url} (after={after}); alerts are JSON lines", file=sys.stderr, flush=True)
-    run(url, rules, after, filters, args.limit)
+    run(url, rules, after, filters, args.limit, text=args.text)
     return 0
 
 
@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--direct-limit", type=float, default=600_000.0,
                    help="the direct-award limit (MXN) that split purchases stay just below")
     p.add_argument("--limit", type=int, default=None, help="stop after this many changes (default: never)")
+    p.add_argument("--text", action="store_true", help="one readable line per alert instead of JSON")
     p.set_defaults(handler=_watch)
 
     p = sub.add_parser("demo", help="everything together on the embedded defaults")

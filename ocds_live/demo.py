@@ -1,4 +1,4 @@
-"""``ocds-live demo``: services, migrations, a processor, the feed server and a simulated stream.
+"""``ocds-live demo``: services, migrations, a processor, the feed server, the watchdog and a simulated stream.
 
 Ctrl-C stops everything the demo started (services it found running are left running).
 """
@@ -53,11 +53,13 @@ def run_demo(settings: Settings, *, rate: float, processes: int) -> int:
     ]
     try:
         _wait_http(f"{settings.base_url}/healthz", 60)
+        children.append(subprocess.Popen([*cli, "watch", "--text"], start_new_session=True))  # alerts, as they come
         base = settings.base_url
         print(f"\nocds-live demo is running:\n"
               f"  dashboard   {base}/\n"
               f"  changes     {base.replace('http', 'ws', 1)}/ws/changes\n"
               f"  API         {base}/api/records/<ocid>   {base}/docs\n"
+              f"  watchdog    red-flag alerts print below as ALERT lines (ocds-live watch)\n"
               f"sending simulated Mexican federal releases at {rate:g}/s; Ctrl-C stops everything\n", flush=True)
         import orjson
 

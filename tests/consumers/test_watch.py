@@ -10,7 +10,17 @@ from pathlib import Path
 import orjson
 import pytest
 
-from consumers.watch import RULES_NAMES, Rules, Watchdog, short_tender_period, single_bidder, watch
+from consumers.watch import (
+    MESSAGES,
+    RULES_NAMES,
+    Alert,
+    Rules,
+    Watchdog,
+    alert_text,
+    short_tender_period,
+    single_bidder,
+    watch,
+)
 from core.merge import RecordMerger
 from core.schema import OcdsSchema
 from producers.simulator import RED_FLAGS, simulate
@@ -92,3 +102,11 @@ def test_watch_bot_alerts_through_the_feed_server(schema: OcdsSchema, tmp_path: 
     assert {(a["ocid"], a["rule"]) for a in alerts} == planted
     assert all(a["message"] and a["record_url"] in (None, f"{settings.base_url}/api/records/{a['ocid']}")
                for a in alerts)
+
+
+def test_text_alert_names_the_rule_the_process_and_its_record() -> None:
+    """``--text`` lines say which rule fired on which process, in Spanish and English, with the record's link."""
+    line = alert_text(Alert("single-bidder", "ocds-07smqs-1", MESSAGES["single-bidder"], 7,
+                            "http://x/api/records/ocds-07smqs-1")).decode()
+    assert line.startswith("ALERT single-bidder") and line.endswith("http://x/api/records/ocds-07smqs-1\n")
+    assert "ocds-07smqs-1" in line and "Un solo licitante / Single bidder" in line
