@@ -12,6 +12,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+import psycopg2.extensions
+
 from core.kafka import KeyHashCache
 from core.settings import Settings
 from core.store.connection import Connection
@@ -58,6 +60,9 @@ class Relay:
         conn.autocommit = True
         try:
             with conn.cursor() as cur:
+                # text columns as the bytes PostgreSQL sent: the events go on to Kafka as they are stored,
+                # without decoding them to str and encoding them again
+                psycopg2.extensions.register_type(psycopg2.extensions.BYTES, cur)
                 while not self._stop.is_set():
                     cur.execute("SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,))
                     if _one(cur):
@@ -78,7 +83,7 @@ class Relay:
                     (last, BATCH))
         rows = cur.fetchall()
         for cursor, ocid, event in rows:
-            producer.send(self.settings.changes_topic, key=ocid.encode(), value=event.encode(),
+            producer.send(self.settings.changes_topic, key=ocid, value=event,
                           headers=[("cursor", str(cursor).encode())])
         if rows:
             producer.flush(timeout=30)
@@ -94,14 +99,13 @@ class Relay:
         rows = cur.fetchall()
         for _rid, ocid, publisher, findings, raw, topic, partition, offset in rows:
             headers = [
-                ("findings", findings.encode()),
-                ("source-topic", topic.encode()),
+                ("findings", findings),
+                ("source-topic", topic),
                 ("source-partition", str(partition).encode()),
                 ("source-offset", str(offset).encode()),
-                ("publisher", (publisher or "").encode()),
+                ("publisher", publisher or b""),
             ]
-            producer.send(self.settings.rejected_topic, key=ocid.encode() if ocid else None,
-                          value=bytes(raw), headers=headers)
+            producer.send(self.settings.rejected_topic, key=ocid or None, value=bytes(raw), headers=headers)
         if rows:
             producer.flush(timeout=30)
             cur.execute("UPDATE relay_progress SET last = %s WHERE name = 'rejected'", (rows[-1][0],))
