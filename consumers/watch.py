@@ -137,6 +137,13 @@ def split_candidates(compiled: dict[str, Any], rules: Rules) -> list[tuple[str, 
     return found
 
 
+def _record_url(url: str | None, ocid: str, other: str) -> str | None:
+    """The link to ``other``'s record, made from ``url``, the link to ``ocid``'s (``.../api/records/<ocid>``)."""
+    if url is None or other == ocid:
+        return url
+    return url[: -len(ocid)] + other if url.endswith(ocid) else None
+
+
 class Watchdog:
     """Checks each new state of a process against the rules; reports each (process, rule) once."""
 
@@ -168,7 +175,7 @@ class Watchdog:
         alerts = []
         for rule, where, evidence in found:
             self.reported.add((where, rule))
-            alerts.append(Alert(rule, where, MESSAGES[rule], cursor, record_url if where == ocid else None, evidence))
+            alerts.append(Alert(rule, where, MESSAGES[rule], cursor, _record_url(record_url, ocid, where), evidence))
         return alerts
 
     def check_event(self, event: dict[str, Any]) -> list[Alert]:

@@ -100,8 +100,7 @@ def test_watch_bot_alerts_through_the_feed_server(schema: OcdsSchema, tmp_path: 
     alerts = [orjson.loads(line) for line in lines]
     assert written == len(alerts) == len(planted) > 10
     assert {(a["ocid"], a["rule"]) for a in alerts} == planted
-    assert all(a["message"] and a["record_url"] in (None, f"{settings.base_url}/api/records/{a['ocid']}")
-               for a in alerts)
+    assert all(a["message"] and a["record_url"] == f"{settings.base_url}/api/records/{a['ocid']}" for a in alerts)
 
 
 def test_text_alert_names_the_rule_the_process_and_its_record() -> None:
