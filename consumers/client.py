@@ -85,8 +85,6 @@ class ChangeClient:
                         for change in self._changes(orjson.loads(message)):
                             delay = self.retry
                             yield change
-            except FeedError:
-                raise
             except (TimeoutError, ConnectionClosed, OSError, InvalidHandshake) as exc:  # not InvalidURI: raised
                 logger.warning("feed connection ended (%s); resuming after cursor %s in %.1fs", exc,
                                self.cursor if self.cursor is not None else self.after, delay)
@@ -106,8 +104,6 @@ class ChangeClient:
         else:
             if kind == "caught_up":
                 self.caught_up.set()
-                if self.cursor is None:
-                    self.cursor = int(message["cursor"])
             elif kind == "subscribed" and self.cursor is None:
                 self.cursor = int(message["cursor"])  # "now" is resolved: resume from here, not from a later now
             elif kind == "error" and message.get("code") in FATAL_ERRORS:

@@ -99,14 +99,14 @@ def single_bidder(compiled: dict[str, Any]) -> dict[str, Any] | None:
 
 def short_tender_period(compiled: dict[str, Any], rules: Rules) -> dict[str, Any] | None:
     tender = _obj(compiled.get("tender"))
-    if tender.get("procurementMethod") not in COMPETITIVE:
+    method = tender.get("procurementMethod")
+    if method not in COMPETITIVE:
         return None
     period = _obj(tender.get("tenderPeriod"))
     start, end = _when(period.get("startDate")), _when(period.get("endDate"))
     if start is None or end is None or start.tzinfo is None or end.tzinfo is None:
         return None
     days = (end - start).total_seconds() / DAY
-    method = tender.get("procurementMethod")
     minimum = rules.min_open_days if method == "open" else rules.min_invitation_days
     return {"days": round(days, 2), "method": method, "minimum_days": minimum} if 0 <= days < minimum else None
 
@@ -127,12 +127,12 @@ def split_candidates(compiled: dict[str, Any], rules: Rules) -> list[tuple[str, 
     if tender.get("procurementMethod") != "direct":
         return []
     entity = _obj(tender.get("procuringEntity")).get("id") or _obj(compiled.get("buyer")).get("id")
+    if not isinstance(entity, str):
+        return []
     found = []
     for award in _dicts(compiled.get("awards")):
         amount = _amount(award.get("value"))
-        if not isinstance(entity, str) or amount is None:
-            continue
-        if rules.direct_limit * (1 - rules.band) <= amount < rules.direct_limit:
+        if amount is not None and rules.direct_limit * (1 - rules.band) <= amount < rules.direct_limit:
             found += [(entity, s["id"], amount) for s in _dicts(award.get("suppliers")) if isinstance(s.get("id"), str)]
     return found
 
@@ -201,8 +201,8 @@ async def watch(url: str, rules: Rules, *, after: int | str = "start", filters: 
                 out: Callable[[bytes], Any] = sys.stdout.buffer.write,
                 flush: Callable[[], Any] = sys.stdout.buffer.flush, limit: int | None = None,
                 line: Callable[[Alert], bytes] = alert_line) -> int:
-    """Follow the feed at ``url`` and write each alert as a JSON line; returns the alerts written (after
-    ``limit`` changes when given, else never)."""
+    """Follow the feed at ``url`` and write each alert as a ``line`` (JSON by default); returns the alerts
+    written (after ``limit`` changes when given, else never)."""
     from consumers.client import ChangeClient
 
     dog, alerts, seen = Watchdog(rules), 0, 0

@@ -115,7 +115,7 @@ def _watch(settings: Settings, args: argparse.Namespace) -> int:
     filters = {k: v for k, v in (("buyer", args.buyer), ("method", args.method)) if v}
     rules = Rules(min_open_days=args.min_open_days, min_invitation_days=args.min_invitation_days,
                   max_raise=args.max_raise, direct_limit=args.direct_limit)
-    print(f"ocds-live watch: following {url} (after={after}); alerts are JSON lines", file=sys.stderr, flush=True)
+    print(f"ocds-live watch: following {url} (after={after}); one line per alert", file=sys.stderr, flush=True)
     run(url, rules, after, filters, args.limit, text=args.text)
     return 0
 
