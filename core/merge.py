@@ -348,6 +348,17 @@ class RecordMerger:
         record._state = self._index(compiled, versioned)
         return record
 
+    def catch_up(self, compiled: Release, releases: Iterable[Release]) -> Release:
+        """``compiled`` (takes ownership) extended with ``releases``, which all come after it in
+        :func:`order_key` order, in that order: a stored checkpoint brought up to date (a merger built with
+        ``versioned=False``)."""
+        record: MergedRecord | None = None
+        for release in releases:
+            if record is None:
+                record = self.resume(compiled, None, NO_RELEASE, 1)
+            record = self.extend(record, release)
+        return compiled if record is None else record.compiled
+
     # internals
 
     def _empty(self) -> MergedRecord:

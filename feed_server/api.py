@@ -35,7 +35,6 @@ from fastapi.responses import StreamingResponse
 from core.exceptions import MergeConflictError
 from core.filters import ChangeFilter, FilterError
 from core.merge import RecordMerger
-from core.schema import load_schema
 from core.store import reader, writer
 from feed_server.responses import JSON, problem
 
@@ -139,15 +138,6 @@ def _derive_versioned(conn: Any, ocid: str, merger: RecordMerger) -> dict[str, A
     return {"releases": linked, "compiled": merged.compiled, "versioned": merged.versioned}
 
 
-async def _versioned_merger(request: Request) -> RecordMerger:
-    merger: RecordMerger | None = getattr(request.app.state, "versioned_merger", None)
-    if merger is None:
-        settings = request.app.state.settings
-        schema = await asyncio.to_thread(load_schema, settings.schema_dir, settings.cache_dir)
-        merger = request.app.state.versioned_merger = RecordMerger(schema, versioned=True)
-    return merger
-
-
 @router.get("/api/records/{ocid}", response_class=JSON, responses={404: _ERROR})
 async def get_record(ocid: str, request: Request) -> JSON:
     """One contracting process as an OCDS record package: linked releases, compiled and versioned release.
@@ -155,11 +145,11 @@ async def get_record(ocid: str, request: Request) -> JSON:
     A versioned release not stored yet is derived from the stored releases on this request, and kept.
     """
     db = request.app.state.db
-    row = await db.run(reader.record, ocid) if _storable(ocid) else None
+    row = await db.run(reader.record, ocid, request.app.state.compiler) if _storable(ocid) else None
     if row is None:
         return problem(404, f"no record for ocid {ocid!r}")
     if row["versioned"] is None:  # derived from one snapshot of the releases, so all parts agree
-        row = {**row, **(await db.run(_derive_versioned, ocid, await _versioned_merger(request)) or {})}
+        row = {**row, **(await db.run(_derive_versioned, ocid, request.app.state.versioned_merger) or {})}
     record = {
         "ocid": ocid,
         "releases": _linked(_base(request), ocid, row["releases"]),
@@ -211,7 +201,7 @@ async def list_records(request: Request, cursor: After = 0,
     A record written again while you page moves behind your position: it appears again later with its
     new version, and is never skipped.
     """
-    rows = await request.app.state.db.run(reader.records_page, cursor, limit + 1)
+    rows = await request.app.state.db.run(reader.records_page, cursor, limit + 1, request.app.state.compiler)
     base = _base(request)
     records = [
         {"ocid": r["ocid"], "releases": _linked(base, r["ocid"], r["releases"]), "compiledRelease": r["compiled"]}
@@ -315,7 +305,7 @@ async def bulk(kind: str, request: Request) -> StreamingResponse | JSON:
                 rows = await db.run(reader.releases_page, position, 1000, None)
                 items = [data for _, data in rows]
             else:
-                rows = await db.run(reader.records_page, position, 500)
+                rows = await db.run(reader.records_page, position, 500, request.app.state.compiler)
                 items = [r["compiled"] for _, r in rows]
             if not rows:
                 break

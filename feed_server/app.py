@@ -11,8 +11,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.merge import RecordMerger
 from core.pauses import PlannedCollections
 from core.publishers import load_publishers
+from core.schema import load_schema
 from core.settings import Settings
 from core.store.connection import database_url
 from feed_server import api, atom, ingest, pages, search, ws
@@ -39,7 +41,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url(settings)
         db = Database(url)
-        hub = ChangeHub(db, url, min_step=settings.feed_step)
+        schema = await asyncio.to_thread(load_schema, settings.schema_dir, settings.cache_dir)
+        # records store a checkpoint of the compiled release that readers bring up to date (core.store.reader)
+        app.state.compiler = RecordMerger(schema, versioned=False)
+        app.state.versioned_merger = RecordMerger(schema, versioned=True)
+        hub = ChangeHub(db, app.state.compiler, url, min_step=settings.feed_step)
         await hub.start()
         app.state.settings, app.state.db, app.state.hub = settings, db, hub
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))

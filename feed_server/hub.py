@@ -29,6 +29,7 @@ import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
 from core.filters import ChangeFilter
+from core.merge import RecordMerger
 from core.store import reader
 
 logger = logging.getLogger("ocds_live.feed")
@@ -113,11 +114,6 @@ def _batch(bodies: list[str], last: int) -> Frame:
     return f'{{"type":"changes","cursor":{last},"changes":[{",".join(bodies)}]}}', last
 
 
-def _compiled(conn: Any, ocids: list[str]) -> dict[str, dict[str, Any] | None]:
-    """The current compiled release of each ocid, in one worker thread."""
-    return {ocid: reader.compiled(conn, ocid) for ocid in dict.fromkeys(ocids)}
-
-
 class Database:
     """A small thread-safe psycopg2 pool; every query runs in a worker thread."""
 
@@ -153,10 +149,11 @@ class ChangeHub:
     latency low) would otherwise multiply the frames each subscriber receives.
     """
 
-    def __init__(self, db: Database, url: str | None = None, *, ring_size: int = 20_000,
+    def __init__(self, db: Database, compiler: RecordMerger, url: str | None = None, *, ring_size: int = 20_000,
                  poll_interval: float = 1.0, heartbeat: float = 15.0, cache_chars: int = 64_000_000,
                  min_step: float = 0.0) -> None:
         self.db = db
+        self.compiler = compiler  # brings stored compiled releases up to date (detail=full)
         self.url = url
         self.ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
         self.head = 0
@@ -357,8 +354,8 @@ class ChangeHub:
     async def _build_full(self, events: list[dict[str, Any]], batch: int) -> list[Frame]:
         if not events:
             return []
-        records = await self.db.run(_compiled, [e["ocid"] for e in events])
-        full = [ascii_json({**e, "compiledRelease": records[e["ocid"]]}) for e in events]
+        records = await self.db.run(reader.compiled_many, list({e["ocid"] for e in events}), self.compiler)
+        full = [ascii_json({**e, "compiledRelease": records.get(e["ocid"])}) for e in events]
         return [_batch(full[start:start + batch], events[min(start + batch, len(events)) - 1]["cursor"])
                 for start in range(0, len(events), batch)]
 

@@ -224,7 +224,7 @@ async def search(
     except BadParameter as exc:
         return problem(400, str(exc))
     try:
-        result = await request.app.state.db.run(store.search, query)
+        result = await request.app.state.db.run(store.search, query, request.app.state.compiler)
     except psycopg2.OperationalError as exc:  # includes a statement timeout
         logger.warning("search failed: %s", str(exc).strip())
         return problem(503, "search is unavailable or took too long; try again or narrow it", **{"Retry-After": "5"})

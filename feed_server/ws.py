@@ -158,7 +158,8 @@ class Connection:
                 self.start()
 
     async def full(self, event: dict[str, Any]) -> dict[str, Any]:
-        record = await self.ws.app.state.db.run(reader.compiled, event["ocid"])
+        state = self.ws.app.state
+        record = await state.db.run(reader.compiled, event["ocid"], state.compiler)
         return {**event, "compiledRelease": record}
 
     async def stream(self, sub: Subscription) -> None:

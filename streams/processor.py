@@ -66,6 +66,24 @@ class _Cached:
 
 
 @dataclass
+class _Merged:
+    """What merging a batch's new releases gives: the records to save, and how to save them."""
+
+    records: dict[str, MergedRecord] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)  # of records whose last release changed
+    indexed: dict[str, str] = field(default_factory=dict)  # search text of the stored rows this worker knows
+    locked: dict[str, writer.Locked] = field(default_factory=dict)  # the stored rows, locked
+    recomputed: set[str] = field(default_factory=set)  # merged again from all their releases
+
+
+CHECKPOINT_RATIO = 1.0
+"""A record's compiled release is written again when the releases stored after its checkpoint reach this
+share of its size: the write per release stays about the size of a release (not of the record), and a
+reader parses and merges at most that much more than the checkpoint."""
+
+
+@dataclass
 class _Accepted:
     msg: Incoming
     release: Release
@@ -196,18 +214,21 @@ class BatchProcessor:
                     )
                     rejected.append((item.msg, [finding], item.release))
 
-            indexed: dict[str, str] = {}
-            records, events, summaries = self._merge_and_detect(cur, new, rejected, indexed)
+            merged = self._merge_and_detect(cur, new, rejected)
             conflicted = {id(r[0]) for r in rejected}
-            stored = [a for a in new if id(a.msg) not in conflicted]
-            numbers = writer.allocate(cur, len(events), len(stored), len(records))
+            # each process's releases in merge order: the seq order a reader applies after a checkpoint
+            stored = sorted((a for a in new if id(a.msg) not in conflicted),
+                            key=lambda a: (a.release["ocid"], order_key(a.release)))
+            events = merged.events
+            numbers = writer.allocate(cur, len(events), len(stored), len(merged.records))
             writer.insert_releases(cur, [
                 writer.ReleaseRow(a.release, a.digest, a.publisher, a.findings, a.msg.topic, a.msg.partition,
                                   a.msg.offset, a.msg.value)
                 for a in stored
             ], numbers.release)
-            ordered = sorted(records.items())
-            texts = writer.save_records(cur, ordered, numbers.record, summaries, indexed)
+            ordered = sorted(merged.records.items())
+            texts = writer.save_records(cur, ordered, numbers.record, merged.summaries, merged.indexed,
+                                        self._checkpoints(merged, stored, numbers.release))
             saved = {ocid: _Cached(seq, record, texts[ocid])
                      for seq, (ocid, record) in enumerate(ordered, start=numbers.record)}
             result.changes = writer.append_changes(cur, events, self.settings.base_url, numbers.change)
@@ -223,18 +244,14 @@ class BatchProcessor:
 
     def _merge_and_detect(
         self, cur: Any, new: list[_Accepted], rejected: list[tuple[Incoming, list[Finding], Release | None]],
-        indexed: dict[str, str],
-    ) -> tuple[dict[str, MergedRecord], list[dict[str, Any]], dict[str, dict[str, Any]]]:
-        """Merge each ocid's new releases into its record: the records to save, the change events, and the
-        summaries of the records whose last release made a change (the summary of the record as saved).
-        Fills ``indexed`` with the search text of the stored rows this worker knows."""
+    ) -> _Merged:
+        """Merge each ocid's new releases into its record: the records to save, the change events, and what
+        saving them needs. Releases whose merge fails go to ``rejected``."""
         by_ocid: dict[str, list[_Accepted]] = defaultdict(list)
         for item in new:
             by_ocid[item.release["ocid"]].append(item)
-        records = self._records(cur, sorted(by_ocid), indexed)
-        changed: dict[str, MergedRecord] = {}
-        events: list[dict[str, Any]] = []
-        summaries: dict[str, dict[str, Any]] = {}
+        out = _Merged()
+        records = self._records(cur, sorted(by_ocid), out)
         for ocid in sorted(by_ocid):
             items = sorted(by_ocid[ocid], key=lambda a: order_key(a.release))
             record = records.get(ocid)
@@ -243,33 +260,54 @@ class BatchProcessor:
                     record, step_events = self._extend(record, items)
                 else:
                     record, step_events = self._recompute(cur, ocid, record, items)
+                    out.recomputed.add(ocid)
             except MergeConflictError as exc:
                 # the ocid's new releases cannot be merged: reject them, keep the record as it was
                 self._cache.pop(ocid, None)  # earlier releases of this batch may have extended it
                 for a in items:
                     rejected.append((a.msg, [Finding("", "merge-conflict", exc.detail)], a.release))
                 continue
-            changed[ocid] = record
-            events += step_events
+            out.records[ocid] = record
+            out.events += step_events
             if step_events and step_events[-1]["release_id"] == items[-1].release["id"]:
-                summaries[ocid] = step_events[-1]["summary"]
-        return changed, events, summaries
+                out.summaries[ocid] = step_events[-1]["summary"]
+        return out
 
-    def _records(self, cur: Any, ocids: list[str], indexed: dict[str, str]) -> dict[str, MergedRecord]:
-        """Lock the existing records of ``ocids``; take them from the cache when still current (and the text
-        of their search vector into ``indexed``)."""
-        versions = writer.lock_records(cur, ocids)
+    def _records(self, cur: Any, ocids: list[str], out: _Merged) -> dict[str, MergedRecord]:
+        """Lock the existing records of ``ocids`` (into ``out.locked``); take them from the cache when still
+        current (and the text of their search vector into ``out.indexed``)."""
+        out.locked = writer.lock_records(cur, ocids)
         records: dict[str, MergedRecord] = {}
         missing = []
-        for ocid, seq in versions.items():
+        for ocid, locked in out.locked.items():
             cached = self._cache.get(ocid)
-            if cached is not None and cached.seq == seq:
+            if cached is not None and cached.seq == locked.seq:
                 records[ocid] = cached.record
-                indexed[ocid] = cached.search
+                out.indexed[ocid] = cached.search
             else:
                 missing.append(ocid)
         records.update(writer.load_records(cur, missing, self.merger))
         return records
+
+    @staticmethod
+    def _checkpoints(merged: _Merged, stored: list[_Accepted], first_seq: int) -> dict[str, writer.Checkpoint]:
+        """Whether each record's compiled release is written again (see ``CHECKPOINT_RATIO``): always for a new
+        record, one merged again out of date order, or a row without a checkpoint seq."""
+        through: dict[str, int] = {}
+        added: dict[str, int] = defaultdict(int)
+        for seq, a in enumerate(stored, start=first_seq):
+            through[a.release["ocid"]] = seq
+            added[a.release["ocid"]] += len(a.msg.value)
+        plans = {}
+        for ocid in merged.records:
+            locked = merged.locked.get(ocid)
+            tail = added[ocid] + (locked.tail_bytes if locked else 0)
+            if (locked is None or locked.through is None or ocid in merged.recomputed
+                    or tail >= CHECKPOINT_RATIO * locked.checkpoint_bytes):
+                plans[ocid] = writer.Checkpoint(through=through[ocid])
+            else:
+                plans[ocid] = writer.Checkpoint(write=False, tail_bytes=tail)
+        return plans
 
     def _extend(
         self, record: MergedRecord | None, items: list[_Accepted]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
+
+from core.merge import RecordMerger
+from core.types import Release
 
 Cursor = Any
 
@@ -16,6 +21,26 @@ def _one_snapshot(cur: Cursor) -> None:
     record's row and its release list would be listed with a compiled release that does not contain it.
     """
     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+
+
+def up_to_date(cur: Cursor, merger: RecordMerger, checkpoints: Sequence[tuple[str, str, int]]) -> dict[str, Release]:
+    """The current compiled releases of records stored as ``(ocid, compiled JSON, tail_bytes)`` rows.
+
+    ``records.compiled`` is a checkpoint: the releases stored after it (seq > ``compiled_through``, applied in
+    seq order) bring it up to date (see migration 0005). Read the rows and call this in one snapshot, or with
+    the records locked.
+    """
+    behind = [ocid for ocid, _, tail in checkpoints if tail]
+    tails: dict[str, list[Release]] = defaultdict(list)
+    if behind:
+        cur.execute(
+            "SELECT t.ocid, t.data FROM records r JOIN releases t ON t.ocid = r.ocid AND t.seq > r.compiled_through "
+            "WHERE r.ocid = ANY(%s) ORDER BY t.ocid, t.seq",
+            (behind,),
+        )
+        for ocid, data in cur.fetchall():
+            tails[ocid].append(orjson.loads(data))
+    return {ocid: merger.catch_up(orjson.loads(compiled), tails.get(ocid, ())) for ocid, compiled, _ in checkpoints}
 
 
 def head(conn: Any) -> int:
@@ -44,24 +69,26 @@ def first_cursor(conn: Any) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def record(conn: Any, ocid: str) -> dict[str, Any] | None:
+def record(conn: Any, ocid: str, merger: RecordMerger) -> dict[str, Any] | None:
     """The stored record for ``ocid``: compiled, versioned, and its releases' ids, dates and tags."""
     with conn.cursor() as cur:
         _one_snapshot(cur)
-        cur.execute("SELECT compiled::text, versioned::text, updated_at FROM records WHERE ocid = %s", (ocid,))
+        cur.execute("SELECT compiled::text, tail_bytes, versioned::text, updated_at FROM records WHERE ocid = %s",
+                    (ocid,))
         row = cur.fetchone()
         if row is None:
             conn.commit()
             return None
+        current = up_to_date(cur, merger, [(ocid, row[0], row[1])])
         cur.execute("SELECT release_id, date, tags FROM releases WHERE ocid = %s ORDER BY date, release_id",
                     (ocid,))
         releases = [{"id": r[0], "date": r[1], "tag": list(r[2])} for r in cur.fetchall()]
     conn.commit()
     return {
         "ocid": ocid,
-        "compiled": orjson.loads(row[0]),
-        "versioned": orjson.loads(row[1]) if row[1] is not None else None,
-        "updated_at": row[2],
+        "compiled": current[ocid],
+        "versioned": orjson.loads(row[2]) if row[2] is not None else None,
+        "updated_at": row[3],
         "releases": releases,
     }
 
@@ -74,13 +101,19 @@ def release(conn: Any, ocid: str, release_id: str) -> dict[str, Any] | None:
     return orjson.loads(row[0]) if row else None
 
 
-def compiled(conn: Any, ocid: str) -> dict[str, Any] | None:
+def compiled(conn: Any, ocid: str, merger: RecordMerger) -> dict[str, Any] | None:
     """The record's current compiled release."""
+    return compiled_many(conn, [ocid], merger).get(ocid)
+
+
+def compiled_many(conn: Any, ocids: Sequence[str], merger: RecordMerger) -> dict[str, dict[str, Any]]:
+    """The current compiled release of each of ``ocids`` that has a record."""
     with conn.cursor() as cur:
-        cur.execute("SELECT compiled::text FROM records WHERE ocid = %s", (ocid,))
-        row = cur.fetchone()
+        _one_snapshot(cur)
+        cur.execute("SELECT ocid, compiled::text, tail_bytes FROM records WHERE ocid = ANY(%s)", (list(ocids),))
+        current = up_to_date(cur, merger, cur.fetchall())
     conn.commit()
-    return orjson.loads(row[0]) if row else None
+    return current
 
 
 def releases_page(conn: Any, after_seq: int, limit: int, since: str | None = None) -> list[tuple[int, dict[str, Any]]]:
@@ -97,24 +130,23 @@ def releases_page(conn: Any, after_seq: int, limit: int, since: str | None = Non
     return [(int(seq), orjson.loads(data)) for seq, data in rows]
 
 
-def records_page(conn: Any, after_seq: int, limit: int) -> list[tuple[int, dict[str, Any]]]:
+def records_page(conn: Any, after_seq: int, limit: int, merger: RecordMerger) -> list[tuple[int, dict[str, Any]]]:
     """Records in order of their last write after ``after_seq``: ocid, compiled release, release list."""
     with conn.cursor() as cur:
         _one_snapshot(cur)
-        cur.execute("SELECT seq, ocid, compiled::text, updated_at FROM records WHERE seq > %s ORDER BY seq LIMIT %s",
-                    (after_seq, limit))
+        cur.execute("SELECT seq, ocid, compiled::text, tail_bytes, updated_at FROM records WHERE seq > %s "
+                    "ORDER BY seq LIMIT %s", (after_seq, limit))
         rows = cur.fetchall()
-        ocids = [r[1] for r in rows]
+        current = up_to_date(cur, merger, [(ocid, compiled, tail) for _, ocid, compiled, tail, _ in rows])
         cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s) ORDER BY date, release_id",
-                    (ocids,))
+                    (list(current),))
         by_ocid: dict[str, list[dict[str, Any]]] = {}
         for ocid, rid, date, tags in cur.fetchall():
             by_ocid.setdefault(ocid, []).append({"id": rid, "date": date, "tag": list(tags)})
     conn.commit()
     return [
-        (int(seq), {"ocid": ocid, "compiled": orjson.loads(compiled), "releases": by_ocid.get(ocid, []),
-                    "updated_at": updated})
-        for seq, ocid, compiled, updated in rows
+        (int(seq), {"ocid": ocid, "compiled": current[ocid], "releases": by_ocid.get(ocid, []), "updated_at": updated})
+        for seq, ocid, _, _, updated in rows
     ]
 
 

@@ -39,6 +39,8 @@ from typing import Any, Literal
 import orjson
 import psycopg2.errors
 
+from core.merge import RecordMerger
+from core.store import reader
 from core.store.writer import unaccent
 from core.summary import search_text
 
@@ -238,7 +240,7 @@ def _hit(row: tuple[Any, ...]) -> Hit:
 
 
 def search(
-    conn: Any, query: SearchQuery, *, timeout_ms: int = 10_000, facets_timeout_ms: int = 3_000,
+    conn: Any, query: SearchQuery, merger: RecordMerger, *, timeout_ms: int = 10_000, facets_timeout_ms: int = 3_000,
     with_facets: bool = True,
 ) -> SearchResult:
     """Run ``query``: one page of hits (highlighted when there is ``q``) and the facets of all matches.
@@ -257,7 +259,7 @@ def search(
                 hits = hits[: query.limit]
                 following = Seek(hits[-1].key, hits[-1].ocid)
             if query.q is not None and hits:
-                _highlight(cur, query.q, hits)
+                _highlight(cur, query.q, hits, merger)
             facets: dict[str, list[dict[str, Any]]] | None = None
             total: int | None = None
             if with_facets:
@@ -280,12 +282,8 @@ def _count(cur: Any, query: SearchQuery, timeout_ms: int) -> tuple[dict[str, lis
 
 # ---- highlights -------------------------------------------------------------------------------------------
 
-# The parts of a compiled release that search_text reads besides the summary (not parties, not documents).
-_TEXT_SQL = (
-    "SELECT ocid, summary::text, jsonb_build_object('tender', c -> 'tender', 'planning', c -> 'planning', "
-    "'awards', c -> 'awards', 'contracts', c -> 'contracts')::text "
-    "FROM (SELECT ocid, summary, compiled::jsonb AS c FROM records WHERE ocid = ANY(%s)) AS r"
-)
+_STAGES = ("tender", "planning", "awards", "contracts")
+"""The parts of a compiled release that search_text reads besides the summary (not parties, not documents)."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -314,9 +312,13 @@ def document(summary: dict[str, Any], stages: dict[str, Any]) -> str:
     })
 
 
-def _highlight(cur: Any, q: str, hits: list[Hit]) -> None:
-    cur.execute(_TEXT_SQL, ([hit.ocid for hit in hits],))
-    texts = {ocid: document(orjson.loads(summary), orjson.loads(stages)) for ocid, summary, stages in cur.fetchall()}
+def _highlight(cur: Any, q: str, hits: list[Hit], merger: RecordMerger) -> None:
+    cur.execute("SELECT ocid, summary::text, compiled::text, tail_bytes FROM records WHERE ocid = ANY(%s)",
+                ([hit.ocid for hit in hits],))
+    rows = cur.fetchall()
+    compiled = reader.up_to_date(cur, merger, [(ocid, text, tail) for ocid, _, text, tail in rows])
+    texts = {ocid: document(orjson.loads(summary), {k: compiled[ocid].get(k) for k in _STAGES})
+             for ocid, summary, _, _ in rows}
     docs = [texts.get(hit.ocid, "") for hit in hits]
     unaccented = [unaccented_pieces(doc) for doc in docs]
     cur.execute(

@@ -13,6 +13,7 @@ from psycopg2.extras import execute_values
 
 from core.exceptions import Finding
 from core.merge import MergedRecord, RecordMerger
+from core.store import reader
 from core.summary import record_columns, search_text, summarize
 from core.types import Release
 
@@ -158,46 +159,94 @@ def load_releases(cur: Cursor, ocid: str) -> list[Release]:
     return [orjson.loads(row[0]) for row in cur.fetchall()]
 
 
-def lock_records(cur: Cursor, ocids: Sequence[str]) -> dict[str, int]:
-    """Lock the records of ``ocids`` that exist, and return the seq of their last write."""
-    if not ocids:
-        return {}
-    cur.execute("SELECT ocid, seq FROM records WHERE ocid = ANY(%s) ORDER BY ocid FOR UPDATE", (list(ocids),))
-    return {ocid: int(seq) for ocid, seq in cur.fetchall()}
+@dataclass(frozen=True)
+class Locked:
+    """A stored record's row as the writer needs it: the seq of its last write, and its checkpoint.
+
+    ``compiled`` holds the compiled release as of the release with seq ``through`` (None: as of the last
+    write); the releases after it, ``tail_bytes`` of JSON, bring it up to date. ``checkpoint_bytes`` is the
+    size of the stored compiled release.
+    """
+
+    seq: int
+    through: int | None
+    tail_bytes: int
+    checkpoint_bytes: int
 
 
-def load_records(cur: Cursor, ocids: Sequence[str], merger: RecordMerger) -> dict[str, MergedRecord]:
-    """The stored records of ``ocids``, ready to extend (compiled releases only)."""
+def lock_records(cur: Cursor, ocids: Sequence[str]) -> dict[str, Locked]:
+    """Lock the records of ``ocids`` that exist, and return what the writer needs of each row."""
     if not ocids:
         return {}
     cur.execute(
-        "SELECT ocid, compiled::text, latest_date, latest_id, release_count FROM records WHERE ocid = ANY(%s)",
+        "SELECT ocid, seq, compiled_through, tail_bytes, octet_length(compiled) FROM records "
+        "WHERE ocid = ANY(%s) ORDER BY ocid FOR UPDATE",
         (list(ocids),),
     )
+    return {ocid: Locked(int(seq), through, tail, size) for ocid, seq, through, tail, size in cur.fetchall()}
+
+
+def load_records(cur: Cursor, ocids: Sequence[str], merger: RecordMerger) -> dict[str, MergedRecord]:
+    """The stored records of ``ocids``, brought up to date from their checkpoints, ready to extend
+    (compiled releases only). Call it with the records locked (:func:`lock_records`)."""
+    if not ocids:
+        return {}
+    cur.execute(
+        "SELECT ocid, compiled::text, tail_bytes, latest_date, latest_id, release_count FROM records "
+        "WHERE ocid = ANY(%s)",
+        (list(ocids),),
+    )
+    rows = cur.fetchall()
+    current = reader.up_to_date(cur, merger, [(ocid, compiled, tail) for ocid, compiled, tail, *_ in rows])
     return {
-        ocid: merger.resume(orjson.loads(compiled), None, (date, rid), count)
-        for ocid, compiled, date, rid, count in cur.fetchall()
+        ocid: merger.resume(current[ocid], None, (date, rid), count)
+        for ocid, _, _, date, rid, count in rows
     }
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """How a record's row stores its compiled release.
+
+    With ``write``, the compiled release is stored as of the release with seq ``through`` (None: as of the
+    newest, for rows written outside the stream processor). Without, the stored checkpoint stays and
+    ``tail_bytes`` of releases follow it.
+    """
+
+    write: bool = True
+    through: int | None = None
+    tail_bytes: int = 0
+
+
+CURRENT = Checkpoint()
+
+
 RECORD_COLUMNS = (
-    "ocid", "compiled", "versioned", "latest_date", "latest_id", "release_count", "summary", "buyer_id",
+    "ocid", "compiled", "compiled_through", "tail_bytes", "versioned", "latest_date", "latest_id", "release_count",
+    "summary", "buyer_id",
     "buyer_name", "supplier_ids", "method", "category", "status", "amount", "currency", "date", "date_at", "year",
     "search", "seq", "updated_at",
 )
 _RECORD_TEMPLATE = (
-    "(%s, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s, "
+    "(%s, %s, %s::bigint, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s, "
     "to_tsvector('spanish', %s), %s, now())"
 )
+_KEPT = {
+    # a NULL compiled release keeps the stored checkpoint and the seq it was made at
+    "compiled": "COALESCE(EXCLUDED.compiled, records.compiled)",
+    "compiled_through": "CASE WHEN EXCLUDED.compiled IS NULL THEN records.compiled_through "
+                        "ELSE EXCLUDED.compiled_through END",
+    # a NULL search vector keeps the stored one (its text did not change)
+    "search": "COALESCE(EXCLUDED.search, records.search)",
+}
 _UPSERT_RECORDS = (
     f"INSERT INTO records ({', '.join(RECORD_COLUMNS)}) VALUES %s ON CONFLICT (ocid) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" if c != "search" else "search = COALESCE(EXCLUDED.search, records.search)"
-                for c in RECORD_COLUMNS if c != "ocid")
+    + ", ".join(f"{c} = {_KEPT.get(c, f'EXCLUDED.{c}')}" for c in RECORD_COLUMNS if c != "ocid")
 )
 
 
-def _record_row(ocid: str, record: MergedRecord, seq: int, known: dict[str, Any] | None = None,
-                indexed: str | None = None) -> tuple[tuple[Any, ...], str]:
+def _record_row(ocid: str, record: MergedRecord, seq: int, checkpoint: Checkpoint,
+                known: dict[str, Any] | None = None, indexed: str | None = None) -> tuple[tuple[Any, ...], str]:
     """The record's row, and the text its search vector is made from (NULL in the row when it is ``indexed``,
     the text the stored vector was made from: the upsert keeps that vector)."""
     if known is None:
@@ -208,7 +257,9 @@ def _record_row(ocid: str, record: MergedRecord, seq: int, known: dict[str, Any]
     when = instant(columns.get("date"))
     text = unaccent(str(summary.get("search_text") or ""))
     return (
-        ocid, json_text(record.compiled), None if record.versioned is None else json_text(record.versioned),
+        ocid, json_text(record.compiled) if checkpoint.write else None, checkpoint.through,
+        0 if checkpoint.write else checkpoint.tail_bytes,
+        None if record.versioned is None else json_text(record.versioned),
         record.latest[0], record.latest[1], record.count,
         json_text({k: v for k, v in summary.items() if k != "search_text"}),
         columns.get("buyer_id"), columns.get("buyer_name"), list(columns.get("supplier_ids") or []),
@@ -220,21 +271,24 @@ def _record_row(ocid: str, record: MergedRecord, seq: int, known: dict[str, Any]
 
 def save_records(cur: Cursor, records: Sequence[tuple[str, MergedRecord]], first_seq: int,
                  summaries: Mapping[str, dict[str, Any]] | None = None,
-                 indexed: Mapping[str, str] | None = None) -> dict[str, str]:
+                 indexed: Mapping[str, str] | None = None,
+                 checkpoints: Mapping[str, Checkpoint] | None = None) -> dict[str, str]:
     """Upsert records in one statement, with the seqs ``first_seq``, ``first_seq + 1``, ... (in this order).
 
+    ``checkpoints`` says how each record stores its compiled release (default: written, as current).
     ``summaries`` may hold ``summarize(compiled, with_search_text=False)`` of some of them, already known.
     ``indexed`` may hold, for records whose stored row the caller knows, the search text that row's vector
     was made from: when the text is the same, the row keeps its vector (PostgreSQL's Spanish ``to_tsvector``
     costs about 85 µs for a typical record, and most releases change no text). Returns the search text of
     each record written.
     """
-    known, texts = summaries or {}, indexed or {}
+    known, texts, plans = summaries or {}, indexed or {}, checkpoints or {}
     written: dict[str, str] = {}
     if records:
         rows = []
         for seq, (ocid, record) in enumerate(records, start=first_seq):
-            row, written[ocid] = _record_row(ocid, record, seq, known.get(ocid), texts.get(ocid))
+            row, written[ocid] = _record_row(ocid, record, seq, plans.get(ocid, CURRENT), known.get(ocid),
+                                             texts.get(ocid))
             rows.append(row)
         execute_values(cur, _UPSERT_RECORDS, rows, template=_RECORD_TEMPLATE, page_size=len(rows))
     return written

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 
+from core.merge import RecordMerger
+from core.schema import OcdsSchema
 from core.settings import Settings
 from feed_server.hub import ChangeHub, Database, brief, compact
 from tests.support.changes import append_events, synthetic_event
@@ -55,12 +57,13 @@ def test_compact_leaves_an_event_without_a_change_list_alone() -> None:
     assert compact(odd) == (odd, None)
 
 
-async def _steps_while_committing(settings: Settings, min_step: float, commits: int, every: float) -> list[int]:
+async def _steps_while_committing(settings: Settings, compiler: RecordMerger, min_step: float, commits: int,
+                                  every: float) -> list[int]:
     """The hub's head at each step while ``commits`` one-change transactions commit ``every`` seconds apart."""
     url = settings.database_url
     assert url is not None  # fresh_stack always names its database
     db = Database(url)
-    hub = ChangeHub(db, url, min_step=min_step, poll_interval=0.05)
+    hub = ChangeHub(db, compiler, url, min_step=min_step, poll_interval=0.05)
     await hub.start()
     heads: list[int] = []
 
@@ -89,12 +92,13 @@ async def _steps_while_committing(settings: Settings, min_step: float, commits: 
         db.close()
 
 
-def test_hub_steps_are_at_least_min_step_apart_and_commits_between_them_go_together() -> None:
+def test_hub_steps_are_at_least_min_step_apart_and_commits_between_them_go_together(schema: OcdsSchema) -> None:
     """With min_step, commits that come closer than it share a step (fewer wake-ups per subscriber); without
     it, nearly every commit is a step of its own."""
+    compiler = RecordMerger(schema, versioned=False)
     with fresh_stack(base_settings()) as settings:
-        paced = asyncio.run(_steps_while_committing(settings, 0.25, 20, 0.025))
-        eager = asyncio.run(_steps_while_committing(settings, 0.0, 20, 0.025))
+        paced = asyncio.run(_steps_while_committing(settings, compiler, 0.25, 20, 0.025))
+        eager = asyncio.run(_steps_while_committing(settings, compiler, 0.0, 20, 0.025))
     assert len(paced) <= 20 * 0.025 / 0.25 + 4, paced
     assert len(eager) >= 10, eager
     assert paced == sorted(paced) and eager == sorted(eager)

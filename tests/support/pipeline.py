@@ -25,6 +25,7 @@ from core.kafka import OutgoingRelease, ReleaseProducer, ensure_topics
 from core.merge import RecordMerger
 from core.schema import load_schema
 from core.settings import Settings
+from core.store import reader
 from producers.simulator import simulate
 from tests.support.stack import Process
 
@@ -171,10 +172,20 @@ class Snapshot:
 
 
 @functools.cache
-def _merger() -> RecordMerger:
+def _merger(versioned: bool = True) -> RecordMerger:
     from tests.conftest import SCHEMA_DIR
 
-    return RecordMerger(load_schema(SCHEMA_DIR, cache_dir=Path("/nonexistent")))
+    return RecordMerger(load_schema(SCHEMA_DIR, cache_dir=Path("/nonexistent")), versioned=versioned)
+
+
+def compiled_releases(settings: Settings) -> dict[str, bytes]:
+    """Every record's current compiled release as the store serves it (its checkpoint brought up to date),
+    canonical JSON."""
+    with psycopg2.connect(settings.database_url) as conn:
+        ocids = [row[0] for row in query(settings, "SELECT ocid FROM records")]
+        current = reader.compiled_many(conn, ocids, _merger(versioned=False))
+    conn.close()
+    return {ocid: orjson.dumps(compiled, option=orjson.OPT_SORT_KEYS) for ocid, compiled in current.items()}
 
 
 def _versioned(settings: Settings, ocids: Sequence[str]) -> dict[str, bytes]:
@@ -190,9 +201,10 @@ def snapshot(settings: Settings) -> Snapshot:
     """The store's releases, records and change log. A versioned release the store has not derived
     yet (NULL) is derived here from the stored releases, as the store would serve it."""
     releases = frozenset((o, r, d) for o, r, d in query(settings, "SELECT ocid, release_id, digest FROM releases"))
-    rows = query(settings, "SELECT ocid, compiled::text, versioned::text FROM records")
-    derived = _versioned(settings, [ocid for ocid, _, v in rows if v is None])
-    records = {ocid: (_canonical(c), derived[ocid] if v is None else _canonical(v)) for ocid, c, v in rows}
+    rows = query(settings, "SELECT ocid, versioned::text FROM records")
+    derived = _versioned(settings, [ocid for ocid, v in rows if v is None])
+    compiled = compiled_releases(settings)
+    records = {ocid: (compiled[ocid], derived[ocid] if v is None else _canonical(v)) for ocid, v in rows}
     changes = tuple((int(c), o, r, k) for c, o, r, k in
                     query(settings, "SELECT cursor, ocid, release_id, kind FROM changes ORDER BY cursor"))
     return Snapshot(releases, records, changes)
