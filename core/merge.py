@@ -337,16 +337,15 @@ class RecordMerger:
     ) -> MergedRecord:
         """A record from its stored form (e.g. JSON from the database), ready to ``extend``; takes ownership.
 
-        Rebuilds the flattened state as ocdsmerge's ``CompiledRelease(data)``/``VersionedRelease(data)`` do,
-        plus the index into the stored dicts: O(record size), once.
+        The flattened state that ocdsmerge's ``CompiledRelease(data)``/``VersionedRelease(data)`` rebuild, plus
+        the index into the stored dicts (O(record size)), is built when the general merge first needs it: the
+        compiled-only merge works on the dicts themselves and never does.
         """
         if not self._versioned:
             versioned = None
         elif versioned is None:
             raise ValueError("this merger keeps versioned releases: resume needs the stored versioned release")
-        record = MergedRecord(compiled, versioned, (str(latest[0]), str(latest[1])), count)
-        record._state = self._index(compiled, versioned)
-        return record
+        return MergedRecord(compiled, versioned, (str(latest[0]), str(latest[1])), count)
 
     def catch_up(self, compiled: Release, releases: Iterable[Release]) -> Release:
         """``compiled`` (takes ownership) extended with ``releases``, which all come after it in
