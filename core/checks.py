@@ -77,6 +77,14 @@ class Plan:
     fields: dict[str, tuple[int, Any]] = field(default_factory=dict)  # key -> (kind, sub-plan or codelist)
     value: bool = False  # a Value: an amount needs a currency
     reference: bool = False  # an OrganizationReference: its id names an entry of /parties
+    known: frozenset[str] | None = None  # the fields the schema defines here (None: any field is known)
+    patterns: tuple[re.Pattern[str], ...] = ()  # the schema's patternProperties (language variants)
+
+    def defines(self, key: str) -> bool:
+        """Whether the schema defines ``key`` in this object (by name or by a pattern)."""
+        if self.known is None or key in self.known:
+            return True
+        return any(p.search(key) for p in self.patterns)
 
 
 def build_plan(release_schema: dict[str, Any], open_codelists: frozenset[str]) -> Plan:
@@ -104,6 +112,9 @@ def build_plan(release_schema: dict[str, Any], open_codelists: frozenset[str]) -
         if name is not None and name in memo:
             return memo[name]
         plan = Plan(value=name == "Value", reference=name == "OrganizationReference")
+        if "properties" in node:
+            plan.known = frozenset(node["properties"])
+            plan.patterns = tuple(re.compile(p) for p in node.get("patternProperties", {}))
         if name is not None:
             memo[name] = plan  # before recursing, so a recursive definition terminates
         for key, raw_property in node.get("properties", {}).items():
@@ -131,6 +142,8 @@ class Inspection:
 
     shape: list[Finding] = field(default_factory=list)  # ocdsmerge cannot merge: always rejected
     quality: list[Finding] = field(default_factory=list)  # layer (c): dates, codes, currency, references
+    additional: dict[tuple[int, str], list[Any]] = field(default_factory=dict)  # (plan, key) -> [pointer, count]
+    foreign: list[tuple[str, str]] = field(default_factory=list)  # (pointer, currency) of amounts not in MXN
 
 
 def inspect(release: dict[str, Any], plan: Plan, codelists: dict[str, frozenset[str]]) -> Inspection:
@@ -144,7 +157,11 @@ def inspect(release: dict[str, Any], plan: Plan, codelists: dict[str, frozenset[
         fields = node.fields
         for key, value in obj.items():
             action = fields.get(key)
-            if action is None or value is None:
+            if action is None:
+                if not node.defines(key):
+                    _additional(found, node, key, f"{where}/{key.replace('~', '~0').replace('/', '~1')}")
+                continue
+            if value is None:
                 continue
             kind, arg = action
             if kind == OBJECT:
@@ -167,13 +184,35 @@ def inspect(release: dict[str, Any], plan: Plan, codelists: dict[str, frozenset[
                     quality.append(Finding(at, "date", f"{shorten(value)!r} at {at} {problem}"))
             else:
                 _check_codes(value, f"{where}/{key}", arg, codelists[arg], quality)
-        if node.value and obj.get("amount") is not None and obj.get("currency") is None:
-            quality.append(Finding(f"{where}/currency", "currency", f"the amount at {where} has no currency"))
+        if node.value and obj.get("amount") is not None:
+            currency = obj.get("currency")
+            if currency is None:
+                quality.append(Finding(f"{where}/currency", "currency", f"the amount at {where} has no currency"))
+            elif currency != "MXN" and type(currency) is str and not rate_to_mxn(obj.get("exchangeRates")):
+                found.foreign.append((where, currency))
         if node.reference and obj.get("id") is not None:
             references.append((where, obj["id"]))
     if references:
         quality.extend(_dangling(release, references))
+    for (_, key), (at, count) in found.additional.items():
+        times = f" ({count} times)" if count > 1 else ""
+        message = (f"{shorten(key, 80)!r} at {at}{times} is not defined by the schema of this release's profile: "
+                   "declare the extension that defines it, or check its spelling")
+        quality.append(Finding(at, "additional-field", message, severity="warning"))
     return found
+
+
+def rate_to_mxn(rates: object) -> bool:
+    """Whether a Value's ``exchangeRates`` (the exchangeRate extension) give a rate to MXN."""
+    return type(rates) is list and any(type(r) is dict and r.get("currency") == "MXN" for r in rates)
+
+
+def _additional(found: Inspection, node: Plan, key: str, where: str) -> None:
+    seen = found.additional.get((id(node), key))
+    if seen is None:
+        found.additional[(id(node), key)] = [where, 1]
+    else:
+        seen[1] += 1
 
 
 def _shape(where: str, value: object, expected: str) -> Finding:

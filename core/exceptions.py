@@ -6,6 +6,7 @@
     ├── ConfigurationError (ValueError)
     │   └── MissingSettingError
     ├── SchemaUnavailableError
+    │   └── ExtensionUnavailableError    a declared OCDS extension: not found, not downloadable
     ├── ServiceError
     │   ├── ToolMissingError
     │   ├── PortInUseError
@@ -68,6 +69,16 @@ class MissingSettingError(ConfigurationError):
 
 class SchemaUnavailableError(OcdsLiveError):
     """The OCDS schema could be neither read from a folder nor downloaded."""
+
+
+class ExtensionUnavailableError(SchemaUnavailableError):
+    """A declared OCDS extension could be neither read from a folder or the cache nor downloaded."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"the extension {url} is unavailable: {reason}; put its files in "
+                         f"OCDS_LIVE_EXTENSIONS_DIR (see docs/profiles.md) or allow its download")
+        self.url = url
+        self.reason = reason
 
 
 class ServiceError(OcdsLiveError):

@@ -247,6 +247,7 @@ class MergedRecord:
     count: int  # releases merged
     _state: _State | None = field(default=None, repr=False, compare=False)
     _arrays: Arrays | None = field(default=None, repr=False, compare=False)
+    extensions: tuple[str, ...] = ()  # the union of its releases' extension sets: the profile it is merged with
 
 
 @dataclass

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Literal
 
 from core.exceptions import AuthenticationError, ConfigurationError, PrefixNotAllowedError
+from core.mexico import ProfileRule, select_rules
 
 Policy = Literal["strict", "lenient"]
+Severity = Literal["warning", "error"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,9 @@ class Publisher:
     token_sha256: str | None = None
     rate_limit: float | None = None
     description: str = ""
+    extensions: tuple[str, ...] = ()  # extension URLs every release of this publisher is checked and merged with
+    rules: tuple[ProfileRule, ...] = ()  # profile rules (core.mexico) checked on its releases
+    rules_severity: Severity = "warning"
 
     def allows(self, ocid: str) -> bool:
         """Whether this publisher may publish ``ocid`` (prefixes compare case-insensitively)."""
@@ -82,6 +87,19 @@ def load_publishers(path: Path) -> Publishers:
             raise ConfigurationError(f"{where} ({name}): 'prefixes' must be a list of strings")
         if name in publishers:
             raise ConfigurationError(f"{where}: the name {name!r} is used twice")
+        extensions = entry.get("extensions", [])
+        if not isinstance(extensions, list) or not all(isinstance(e, str) and e for e in extensions):
+            raise ConfigurationError(f"{where} ({name}): 'extensions' must be a list of extension.json URLs")
+        rules = entry.get("rules", [])
+        if not isinstance(rules, list) or not all(isinstance(r, str) for r in rules):
+            raise ConfigurationError(f"{where} ({name}): 'rules' must be a list of rule ids or rule sets (\"mx\")")
+        severity = entry.get("rules_severity", "warning")
+        if severity not in ("warning", "error"):
+            raise ConfigurationError(f"{where} ({name}): rules_severity must be 'warning' or 'error', not {severity!r}")
+        try:
+            selected = select_rules(rules)
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{where} ({name}): {exc}") from exc
         publishers[name] = Publisher(
             name=name,
             prefixes=tuple(prefixes),
@@ -89,5 +107,8 @@ def load_publishers(path: Path) -> Publishers:
             token_sha256=entry.get("token_sha256"),
             rate_limit=entry.get("rate_limit"),
             description=entry.get("description", ""),
+            extensions=tuple(extensions),
+            rules=selected,
+            rules_severity=severity,
         )
     return Publishers(publishers)

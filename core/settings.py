@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(
         default=Path.home() / ".cache" / "ocds-live", description="where a downloaded schema is kept"
     )
+    extensions_dir: Path | None = Field(
+        default=None, description="folder of OCDS extensions laid out as ../shared/ocds/extensions (index.json)"
+    )
+    extensions_download: bool = Field(
+        default=True, description="download a declared extension missing from extensions_dir and the cache, once"
+    )
     publishers_file: Path = Field(
         default=PROJECT_DIR / "config" / "publishers.toml", description="publishers, tokens, prefixes"
     )

@@ -40,6 +40,7 @@ from core.checks import (
     unhashable_ids,
 )
 from core.exceptions import ConfigurationError, Finding
+from core.mexico import Facts, ProfileRule, check_rules
 from core.schema import OcdsSchema
 from core.types import Release
 
@@ -85,8 +86,16 @@ class ReleaseValidator:
         *,
         policy: Policy = "lenient",
         prefixes: Sequence[str] | None = None,
+        rules: Sequence[ProfileRule] = (),
+        rules_severity: str = "warning",
+        notes: Sequence[Finding] = (),
     ) -> Verdict:
-        """The verdict on one release given as bytes (UTF-8 JSON); never raises on bad input."""
+        """The verdict on one release given as bytes (UTF-8 JSON); never raises on bad input.
+
+        ``rules`` are profile rules (``core.mexico``) checked with ``rules_severity``; ``notes`` are findings
+        known beforehand (an extension of the release's profile that could not be resolved): both count
+        towards the policy like schema findings, once the release's structure is sound.
+        """
         _check_policy(policy)
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogatepass")
@@ -99,10 +108,11 @@ class ReleaseValidator:
             tree = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             return Verdict(None, [_parse_error(raw, exc, self.max_depth)])
-        return self._check_tree(tree, raw, policy, prefixes)
+        return self._check_tree(tree, raw, policy, prefixes, _Extra(rules, rules_severity, notes))
 
     def check_release(
-        self, release: Release, *, policy: Policy = "lenient", prefixes: Sequence[str] | None = None
+        self, release: Release, *, policy: Policy = "lenient", prefixes: Sequence[str] | None = None,
+        rules: Sequence[ProfileRule] = (), rules_severity: str = "warning", notes: Sequence[Finding] = (),
     ) -> Verdict:
         """The verdict on an already-parsed release (HTTP ingest); ``release`` is never changed."""
         _check_policy(policy)
@@ -111,7 +121,7 @@ class ReleaseValidator:
             raw = orjson.dumps(release)
         except (orjson.JSONEncodeError, TypeError) as exc:
             return Verdict(as_object, [_encode_error(exc, self.max_depth)])
-        verdict = self._check_tree(orjson.loads(raw), raw, policy, prefixes)
+        verdict = self._check_tree(orjson.loads(raw), raw, policy, prefixes, _Extra(rules, rules_severity, notes))
         if verdict.release is not None and verdict.release != release:
             message = "the release holds values JSON cannot carry (NaN, Infinity or non-JSON types)"
             return Verdict(as_object, [Finding("", "number", message)])
@@ -127,7 +137,8 @@ class ReleaseValidator:
             findings.append(Finding(where, str(keyword), message))
         return findings
 
-    def _check_tree(self, tree: Any, raw: bytes, policy: Policy, prefixes: Sequence[str] | None) -> Verdict:
+    def _check_tree(self, tree: Any, raw: bytes, policy: Policy, prefixes: Sequence[str] | None,
+                    extra: _Extra) -> Verdict:
         release = tree if type(tree) is dict else None
         try:
             dumped = orjson.dumps(tree, option=orjson.OPT_INDENT_2)
@@ -154,6 +165,10 @@ class ReleaseValidator:
         dated = {f.pointer for f in inspection.quality if f.rule == "date"}
         findings = [f for f in self.schema_findings(release) if not (f.rule == "format" and f.pointer in dated)]
         findings.extend(inspection.quality)
+        if extra.rules:
+            facts = Facts(foreign_amounts=inspection.foreign)
+            findings.extend(check_rules(release, extra.rules, extra.severity, facts))
+        findings.extend(extra.notes)
         accepted = policy == "lenient" or not any(f.severity == "error" for f in findings)
         return Verdict(release, findings, accepted)
 
@@ -170,6 +185,15 @@ class ReleaseValidator:
         if b'"id": {' in dumped or b'"id": [' in dumped:
             findings.extend(unhashable_ids(tree))
         return findings
+
+
+@dataclass(frozen=True)
+class _Extra:
+    """What a profile adds to the three layers: its rules, their severity, findings known beforehand."""
+
+    rules: Sequence[ProfileRule] = ()
+    severity: str = "warning"
+    notes: Sequence[Finding] = ()
 
 
 def _check_policy(policy: str) -> None:

@@ -7,18 +7,28 @@ from pathlib import Path
 
 import pytest
 
+from core.extensions import ExtensionResolver
+from core.profiles import Profiles
 from core.schema import OcdsSchema, load_schema
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = Path(os.environ.get("OCDS_LIVE_SHARED_DIR", REPO.parent / "shared"))
 SCHEMA_DIR = Path(os.environ.get("OCDS_LIVE_SCHEMA_DIR", SHARED / "ocds" / "1.1.5"))
 REAL_DATA = SHARED / "data" / "real"
+EXTENSIONS_DIR = Path(os.environ.get("OCDS_LIVE_EXTENSIONS_DIR", SHARED / "ocds" / "extensions"))
 
 
 @pytest.fixture(scope="session")
 def schema() -> OcdsSchema:
     """The OCDS 1.1.5 schema from ../shared (never downloaded in tests)."""
     return load_schema(SCHEMA_DIR, cache_dir=Path("/nonexistent"))
+
+
+@pytest.fixture(scope="session")
+def profiles(schema: OcdsSchema, tmp_path_factory: pytest.TempPathFactory) -> Profiles:
+    """Profiles over ../shared's extensions (never downloaded in tests)."""
+    resolver = ExtensionResolver(EXTENSIONS_DIR, tmp_path_factory.mktemp("cache"), download=False)
+    return Profiles(schema, resolver)
 
 
 @pytest.fixture(scope="session")
