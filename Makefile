@@ -7,6 +7,11 @@ SHARED_SCHEMA := $(abspath ../shared/ocds/1.1.5)
 ifneq ($(wildcard $(SHARED_SCHEMA)/release-schema.json),)
 export OCDS_LIVE_SCHEMA_DIR ?= $(SHARED_SCHEMA)
 endif
+# the OCDS extensions Mexican publishers declare: ../shared's copies when there are some, else downloaded once
+SHARED_EXTENSIONS := $(abspath ../shared/ocds/extensions)
+ifneq ($(wildcard $(SHARED_EXTENSIONS)/index.json),)
+export OCDS_LIVE_EXTENSIONS_DIR ?= $(SHARED_EXTENSIONS)
+endif
 
 .PHONY: install demo test lint typecheck unit integration services-up services-down bench clean
 

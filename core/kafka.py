@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Iterable, Sequence
@@ -26,6 +27,18 @@ HEADER_PUBLISHER = "publisher"
 HEADER_SOURCE = "source"
 HEADER_EVENT_ID = "event-id"
 HEADER_PRODUCED_AT = "produced-at"
+HEADER_EXTENSIONS = "extensions"  # the extension URLs the release's package declares, as a JSON array
+
+
+def parse_extensions(header: str | None) -> tuple[str, ...]:
+    """The extension URLs of an ``extensions`` header (a JSON array of strings); anything else declares none."""
+    if not header:
+        return ()
+    try:
+        urls = json.loads(header)
+    except ValueError:
+        return ()
+    return tuple(u for u in urls if isinstance(u, str) and u) if isinstance(urls, list) else ()
 
 
 def event_id(ocid: str, release_id: str, value: bytes) -> str:
@@ -48,18 +61,22 @@ class OutgoingRelease:
     value: bytes
     publisher: str
     source: str
+    extensions: tuple[str, ...] = ()  # what the release's package declares
 
     @property
     def event_id(self) -> str:
         return event_id(self.ocid, self.release_id, self.value)
 
     def headers(self) -> list[tuple[str, bytes]]:
-        return [
+        headers = [
             (HEADER_PUBLISHER, self.publisher.encode()),
             (HEADER_SOURCE, self.source.encode()),
             (HEADER_EVENT_ID, self.event_id.encode()),
             (HEADER_PRODUCED_AT, str(int(time.time() * 1000)).encode()),
         ]
+        if self.extensions:
+            headers.append((HEADER_EXTENSIONS, json.dumps(list(self.extensions)).encode()))
+        return headers
 
 
 def headers_dict(headers: Iterable[tuple[str, bytes]] | dict[str, bytes] | None) -> dict[str, str]:

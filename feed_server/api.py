@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -35,6 +35,7 @@ from fastapi.responses import StreamingResponse
 from core.exceptions import MergeConflictError
 from core.filters import ChangeFilter, FilterError
 from core.merge import RecordMerger
+from core.profiles import Profiles
 from core.store import reader, writer
 from feed_server.responses import JSON, problem
 
@@ -98,9 +99,14 @@ def _storable(*values: str | None) -> bool:
     return not any(v is not None and "\x00" in v for v in values)
 
 
-def _package(request: Request, published: str, **content: Any) -> dict[str, Any]:
-    return {"uri": _self(request), "version": OCDS_VERSION, "publishedDate": published,
-            "publisher": _publisher(request), **content}
+def _package(request: Request, published: str, extensions: Iterable[str] = (), **content: Any) -> dict[str, Any]:
+    """A release or record package; ``extensions`` are those of the releases it holds (their union)."""
+    package: dict[str, Any] = {"uri": _self(request), "version": OCDS_VERSION, "publishedDate": published,
+                               "publisher": _publisher(request)}
+    declared = sorted(set(extensions))
+    if declared:
+        package["extensions"] = declared
+    return {**package, **content}
 
 
 @router.get("/healthz")
@@ -149,7 +155,9 @@ async def get_record(ocid: str, request: Request) -> JSON:
     if row is None:
         return problem(404, f"no record for ocid {ocid!r}")
     if row["versioned"] is None:  # derived from one snapshot of the releases, so all parts agree
-        row = {**row, **(await db.run(_derive_versioned, ocid, request.app.state.versioned_merger) or {})}
+        profiles: Profiles = request.app.state.profiles
+        merger = profiles.versioned(row["extensions"])
+        row = {**row, **(await db.run(_derive_versioned, ocid, merger) or {})}
     record = {
         "ocid": ocid,
         "releases": _linked(_base(request), ocid, row["releases"]),
@@ -157,17 +165,18 @@ async def get_record(ocid: str, request: Request) -> JSON:
     }
     if row["versioned"] is not None:
         record["versionedRelease"] = row["versioned"]
-    return JSON(_package(request, _stamp(row["updated_at"]), records=[record]))
+    return JSON(_package(request, _stamp(row["updated_at"]), row["extensions"], records=[record]))
 
 
 @router.get("/api/releases/{ocid}/{release_id}", response_class=JSON, responses={404: _ERROR})
 async def get_release(ocid: str, release_id: str, request: Request) -> JSON:
     """One release, in a release package."""
     found = _storable(ocid, release_id)
-    data = await request.app.state.db.run(reader.release, ocid, release_id) if found else None
+    data, extensions = (await request.app.state.db.run(reader.release_with_extensions, ocid, release_id)
+                        if found else (None, []))
     if data is None:
         return problem(404, f"no release {release_id!r} for ocid {ocid!r}")
-    return JSON(_package(request, _stamp(), releases=[data]))
+    return JSON(_package(request, _stamp(), extensions, releases=[data]))
 
 
 @router.get("/api/releases", response_class=JSON)
@@ -188,9 +197,11 @@ async def list_releases(
                 datetime.fromisoformat(since)
         except ValueError:
             return problem(400, "since must be a date (2024-01-31) or an RFC 3339 date-time")
-    rows = await request.app.state.db.run(reader.releases_page, cursor, limit + 1, since)
+    declared: list[list[str]] = []
+    rows = await request.app.state.db.run(reader.releases_page, cursor, limit + 1, since, declared)
     links = _links(request, rows, limit, cursor)
-    return JSON(_package(request, _stamp(), releases=[data for _, data in rows[:limit]], links=links))
+    extensions = {url for urls in declared[:limit] for url in urls}
+    return JSON(_package(request, _stamp(), extensions, releases=[data for _, data in rows[:limit]], links=links))
 
 
 @router.get("/api/records", response_class=JSON)
@@ -207,7 +218,8 @@ async def list_records(request: Request, cursor: After = 0,
         {"ocid": r["ocid"], "releases": _linked(base, r["ocid"], r["releases"]), "compiledRelease": r["compiled"]}
         for _, r in rows[:limit]
     ]
-    return JSON(_package(request, _stamp(), records=records, links=_links(request, rows, limit, cursor)))
+    extensions = {url for _, r in rows[:limit] for url in r["extensions"]}
+    return JSON(_package(request, _stamp(), extensions, records=records, links=_links(request, rows, limit, cursor)))
 
 
 @router.get("/api/changes", response_class=JSON, responses={404: _ERROR, 410: _ERROR})
@@ -283,6 +295,16 @@ class _Gzip:
         return self._z.flush()
 
 
+@router.get("/api/bulk/package.json", response_class=JSON)
+async def bulk_package(request: Request) -> JSON:
+    """The package metadata of the bulk files: publisher, version, and the extensions their releases declare
+    (JSON Lines cannot carry them), with links to the files."""
+    extensions = await request.app.state.db.run(reader.declared_extensions)
+    base = _base(request)
+    links = {"releases": f"{base}/api/bulk/releases.jsonl.gz", "records": f"{base}/api/bulk/records.jsonl.gz"}
+    return JSON({**_package(request, _stamp(), extensions), "links": links})
+
+
 @router.get("/api/bulk/{kind}.jsonl.gz", response_class=StreamingResponse, response_model=None, responses={
     200: {"content": {"application/gzip": {}}, "description": "gzipped JSON Lines"}, 404: _ERROR,
 })
@@ -313,5 +335,7 @@ async def bulk(kind: str, request: Request) -> StreamingResponse | JSON:
             yield await gzip.lines(items)
         yield gzip.end()
 
-    return StreamingResponse(chunks(), media_type="application/gzip",
-                             headers={"Content-Disposition": f'attachment; filename="{kind}.jsonl.gz"'})
+    return StreamingResponse(chunks(), media_type="application/gzip", headers={
+        "Content-Disposition": f'attachment; filename="{kind}.jsonl.gz"',
+        "Link": f'<{_base(request)}/api/bulk/package.json>; rel="describedby"',
+    })

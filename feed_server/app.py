@@ -11,8 +11,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from core.merge import RecordMerger
+from core.extensions import ExtensionResolver
 from core.pauses import PlannedCollections
+from core.profiles import Profiles
 from core.publishers import load_publishers
 from core.schema import load_schema
 from core.settings import Settings
@@ -42,9 +43,12 @@ def create_app(settings: Settings) -> FastAPI:
         url = database_url(settings)
         db = Database(url)
         schema = await asyncio.to_thread(load_schema, settings.schema_dir, settings.cache_dir)
-        # records store a checkpoint of the compiled release that readers bring up to date (core.store.reader)
-        app.state.compiler = RecordMerger(schema, versioned=False)
-        app.state.versioned_merger = RecordMerger(schema, versioned=True)
+        # records store a checkpoint of the compiled release that readers bring up to date (core.store.reader),
+        # each with the profile (core schema + extensions) its releases declare
+        resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir,
+                                     download=settings.extensions_download)
+        app.state.profiles = app.state.compiler = Profiles(schema, resolver, max_bytes=settings.max_release_bytes,
+                                                           max_depth=settings.max_depth)
         hub = ChangeHub(db, app.state.compiler, url, min_step=settings.feed_step)
         await hub.start()
         app.state.settings, app.state.db, app.state.hub = settings, db, hub

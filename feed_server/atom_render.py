@@ -200,6 +200,10 @@ def _add_entry(fg: Any, row: Row, base_url: str) -> None:
     if ocid and release_id:
         links.append({"href": clean(f"{base_url}/api/releases/{quote(ocid, safe='')}/{quote(release_id, safe='')}"),
                       "rel": "related", "type": "application/json"})
+    for url in event.get("extensions") or ():  # the OCDS extensions the release declares (its profile)
+        if isinstance(url, str):
+            links.append({"href": clean(url), "rel": "describedby", "type": "application/json",
+                          "title": "OCDS extension"})
     fe.summary(entry_summary(event))
     fe.content(entry_content(event), type="html")
     kinds = [k for k in event.get("kinds") or [event.get("kind")] if isinstance(k, str)]

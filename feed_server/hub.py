@@ -29,7 +29,7 @@ import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
 from core.filters import ChangeFilter
-from core.merge import RecordMerger
+from core.profiles import CompilerSource
 from core.store import reader
 
 logger = logging.getLogger("ocds_live.feed")
@@ -149,7 +149,7 @@ class ChangeHub:
     latency low) would otherwise multiply the frames each subscriber receives.
     """
 
-    def __init__(self, db: Database, compiler: RecordMerger, url: str | None = None, *, ring_size: int = 20_000,
+    def __init__(self, db: Database, compiler: CompilerSource, url: str | None = None, *, ring_size: int = 20_000,
                  poll_interval: float = 1.0, heartbeat: float = 15.0, cache_chars: int = 64_000_000,
                  min_step: float = 0.0) -> None:
         self.db = db

@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 
-from core.exceptions import AuthenticationError, BrokerError, PrefixNotAllowedError
+from core.exceptions import AuthenticationError, BrokerError, ExtensionUnavailableError, PrefixNotAllowedError
+from core.extensions import ExtensionResolver
 from core.kafka import OutgoingRelease, ReleaseProducer
 from core.publishers import Publisher, Publishers
 from core.settings import Settings
@@ -34,6 +35,8 @@ class Ingest:
         self.settings = settings
         self.publishers = publishers
         self.buckets: dict[str, TokenBucket] = {}
+        self.resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir,
+                                          download=settings.extensions_download)
         self._producer: ReleaseProducer | None = None
         self._lock = threading.Lock()
 
@@ -57,20 +60,34 @@ class Ingest:
         bucket = self.buckets.setdefault(publisher.name, TokenBucket(float(publisher.rate_limit)))
         return bucket.take(n)
 
+    def unavailable(self, urls: tuple[str, ...]) -> dict[str, str]:
+        """The declared extensions that cannot be resolved, and why (their releases are checked without them)."""
+        missing = {}
+        for url in urls:
+            try:
+                self.resolver.resolve(url)
+            except ExtensionUnavailableError as exc:
+                missing[url] = exc.reason
+        return missing
+
     def send(self, releases: list[OutgoingRelease]) -> list[str]:
         self.producer().send_all(releases, timeout=DELIVERY_TIMEOUT_MS / 1000 + 2)
         return [r.event_id for r in releases]
 
 
-def _releases_of(body: Any) -> tuple[list[Any], str]:
-    """The releases in a body (one release, a list, or a release package) and how to name their places."""
+def _releases_of(body: Any) -> tuple[list[Any], str, tuple[str, ...]]:
+    """The releases in a body (one release, a list, or a release package), how to name their places, and the
+    extensions a package declares."""
     if isinstance(body, list):
-        return body, "/{i}"
+        return body, "/{i}", ()
     if isinstance(body, dict) and "releases" in body and "ocid" not in body:
         if not isinstance(body["releases"], list):
             raise ValueError("/releases: a release package's 'releases' must be an array")
-        return body["releases"], "/releases/{i}"
-    return [body], ""
+        declared = body.get("extensions") or []
+        if not isinstance(declared, list) or not all(isinstance(u, str) and u for u in declared):
+            raise ValueError("/extensions: a release package's 'extensions' must be an array of URLs")
+        return body["releases"], "/releases/{i}", tuple(dict.fromkeys(declared))
+    return [body], "", ()
 
 
 @router.post("/api/releases", status_code=202, response_class=JSON)
@@ -96,7 +113,7 @@ async def post_releases(request: Request) -> JSON:
             return problem(413, f"the body is over the limit of {limit} bytes")
     try:
         parsed = orjson.loads(body)
-        items, place = _releases_of(parsed)
+        items, place, extensions = _releases_of(parsed)
     except orjson.JSONDecodeError as exc:
         return problem(400, f"the body is not JSON: {exc}")
     except ValueError as exc:
@@ -116,7 +133,8 @@ async def post_releases(request: Request) -> JSON:
             publisher.check(item["ocid"])
         except PrefixNotAllowedError as exc:
             return problem(403, f"{where}/ocid: {exc}")
-        outgoing.append(OutgoingRelease(item["ocid"], item["id"], orjson.dumps(item), publisher.name, "http"))
+        outgoing.append(OutgoingRelease(item["ocid"], item["id"], orjson.dumps(item), publisher.name, "http",
+                                        extensions))
 
     wait = ingest.wait_for(publisher, len(outgoing))
     if wait > 0:
@@ -127,4 +145,8 @@ async def post_releases(request: Request) -> JSON:
         ids = await asyncio.to_thread(ingest.send, outgoing)
     except BrokerError as exc:
         return problem(503, f"kafka is unavailable, nothing was accepted: {exc}; retry later", **{"Retry-After": "5"})
-    return JSON({"accepted": len(ids), "event_ids": ids}, status_code=202)
+    answer: dict[str, Any] = {"accepted": len(ids), "event_ids": ids}
+    if extensions:
+        missing = await asyncio.to_thread(ingest.unavailable, extensions)
+        answer["extensions"] = {"declared": list(extensions), "unavailable": missing}
+    return JSON(answer, status_code=202)

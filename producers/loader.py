@@ -13,6 +13,9 @@ bytes, or something that could not be used and why), in bounded memory whatever 
   ``orjson.dumps(release)``.
 - Record packages: embedded releases are sent; linked releases (only a ``url``) and records without
   releases are skipped with the reason. Compiled releases (tag ``compiled``) are skipped everywhere.
+- A package's ``extensions`` travel with each of its releases (:attr:`Item.extensions`), so each release is
+  validated and merged with its package's profile. In a streamed document they are read when they come
+  before the ``releases``/``records`` array (where the OCDS package schema lists them).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class Item:
     release_id: str | None = None
     skipped: str | None = None  # why it is not sent
     broken: bool = False  # a line or document that is not JSON
+    extensions: tuple[str, ...] = ()  # the extension URLs its package declares
 
 
 class _Reader(Protocol):
@@ -127,7 +131,14 @@ def _jsonl(source: str, reader: IO[bytes], first: list[bytes], limit: int) -> It
             yield _release_item(source, f"line {number}", obj, stripped)
 
 
-def _release_item(source: str, location: str, obj: Any, raw: bytes | None = None) -> Item:
+def _declared(package: Any) -> tuple[str, ...]:
+    """The extension URLs a package declares (strings of its ``extensions`` array)."""
+    urls = package.get("extensions") if type(package) is dict else None
+    return tuple(u for u in urls if type(u) is str and u) if type(urls) is list else ()
+
+
+def _release_item(source: str, location: str, obj: Any, raw: bytes | None = None,
+                  extensions: tuple[str, ...] = ()) -> Item:
     if type(obj) is not dict:
         return Item(source, location, skipped="not a JSON object")
     ocid, release_id = obj.get("ocid"), obj.get("id")
@@ -141,23 +152,25 @@ def _release_item(source: str, location: str, obj: Any, raw: bytes | None = None
             raw = orjson.dumps(obj)
         except orjson.JSONEncodeError as exc:
             return Item(source, location, skipped=f"cannot be written as JSON: {exc}")
-    return Item(source, location, raw, ocid, release_id if type(release_id) is str else None)
+    return Item(source, location, raw, ocid, release_id if type(release_id) is str else None,
+                extensions=extensions)
 
 
 def _from_package(source: str, location: str, obj: dict[str, Any]) -> Iterator[Item]:
     """A package already in memory (a JSON Lines line, or an item of a top-level array)."""
     releases, records = obj.get("releases"), obj.get("records")
+    declared = _declared(obj)
     if type(releases) is list and releases:
         for i, release in enumerate(releases):
-            yield _release_item(source, f"{location}releases[{i}]", release)
+            yield _release_item(source, f"{location}releases[{i}]", release, extensions=declared)
     elif type(records) is list and records:
         for i, record in enumerate(records):
-            yield from _from_record(source, f"{location}records[{i}]", record)
+            yield from _from_record(source, f"{location}records[{i}]", record, declared)
     else:
         yield Item(source, location.rstrip(": ") or "document", skipped="the package holds no releases")
 
 
-def _from_record(source: str, location: str, record: Any) -> Iterator[Item]:
+def _from_record(source: str, location: str, record: Any, declared: tuple[str, ...] = ()) -> Iterator[Item]:
     if type(record) is not dict:
         yield Item(source, location, skipped="a record must be a JSON object")
         return
@@ -171,15 +184,18 @@ def _from_record(source: str, location: str, record: Any) -> Iterator[Item]:
             yield Item(source, f"{where} {release.get('url')}",
                        skipped="a linked release: only its URL is in the file")
         else:
-            yield _release_item(source, where, release)
+            yield _release_item(source, where, release, extensions=declared)
 
 
 def _document(source: str, stream: _Reader) -> Iterator[Item]:
     """One JSON document, streamed: a release package, a record package, an array, or a release."""
     probe = _Recorder(stream, MAX_PROBE_BYTES)
     kind: str | None = None
+    declared: list[str] = []
     try:
         for prefix, event, value in ijson.parse(probe, use_float=True):
+            if prefix == "extensions.item" and event == "string" and value:
+                declared.append(value)
             if prefix == "" and event == "map_key" and value in PACKAGE_ARRAYS:
                 kind = value
                 break
@@ -203,12 +219,12 @@ def _document(source: str, stream: _Reader) -> Iterator[Item]:
             where = f"[{count}]" if kind == "item" else f"{kind}[{count}]"
             count += 1
             if kind == "records":
-                yield from _from_record(source, where, obj)
+                yield from _from_record(source, where, obj, tuple(declared))
             elif kind == "item" and type(obj) is dict and "ocid" not in obj and (
                     "releases" in obj or "records" in obj):
                 yield from _from_package(source, f"{where}.", obj)
             else:
-                yield _release_item(source, where, obj)
+                yield _release_item(source, where, obj, extensions=tuple(declared))
     except ijson.JSONError as exc:
         after = f" after {where}" if count else ""
         yield Item(source, "document", skipped=f"not JSON{after}: {exc}", broken=True)

@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from core.exceptions import BrokerError, BrokerUnavailableError
+from core.exceptions import BrokerError, BrokerUnavailableError, ExtensionUnavailableError
+from core.extensions import ExtensionResolver
 from core.kafka import OutgoingRelease, ReleaseProducer
 from core.settings import Settings
 from producers.loader import Item, read_releases
@@ -38,6 +39,19 @@ class Summary:
     broken_count: int = 0
     skipped: list[Row] = field(default_factory=list)  # the first EXAMPLES
     broken: list[Row] = field(default_factory=list)  # the first EXAMPLES
+    extensions: Counter[str] = field(default_factory=Counter)  # releases sent per declared extension URL
+    unavailable: dict[str, str] = field(default_factory=dict)  # declared extension URL -> why it is unavailable
+
+    def declare(self, urls: Iterable[str]) -> None:
+        self.extensions.update(urls)
+
+    def check_extensions(self, resolver: ExtensionResolver) -> None:
+        """Find which declared extensions cannot be resolved (their releases are checked without them)."""
+        for url in self.extensions:
+            try:
+                resolver.resolve(url)
+            except ExtensionUnavailableError as exc:
+                self.unavailable[url] = exc.reason
 
     @property
     def skipped_count(self) -> int:
@@ -60,6 +74,11 @@ class Summary:
                  f"skipped {self.skipped_count}; broken {self.broken_count}"]
         for reason, count in self.reasons.most_common():
             lines.append(f"  skipped {count}: {reason}")
+        if self.extensions:
+            lines.append(f"  extensions declared: {len(self.extensions)}, unavailable: {len(self.unavailable)}")
+        for url, why in sorted(self.unavailable.items()):
+            lines.append(f"  unavailable extension ({self.extensions[url]} releases are checked without it): "
+                         f"{url}: {why}")
         for title, rows, total in (("broken", self.broken, self.broken_count),
                                    ("skipped", self.skipped, self.skipped_count)):
             for source, location, reason in rows[:limit]:
@@ -104,8 +123,10 @@ def send_items(
                 continue
             if limiter.interval:
                 limiter.wait()
-            pending.append((producer.send(OutgoingRelease(ocid, item.release_id or "", value, publisher, source)),
-                            item))
+            if item.extensions:
+                summary.declare(item.extensions)
+            outgoing = OutgoingRelease(ocid, item.release_id or "", value, publisher, source, item.extensions)
+            pending.append((producer.send(outgoing), item))
             summary.sent += 1
             summary.bytes += len(value)
             if len(pending) > window:
@@ -163,6 +184,7 @@ def load_paths(
     producer = ReleaseProducer(settings, client_id="ocds-live-load", bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     total_sent = 0
     unreadable = 0
+    resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir, download=settings.extensions_download)
     try:
         ensure_topics(settings)
         for path in paths:
@@ -173,6 +195,7 @@ def load_paths(
                 print(f"{path}: cannot read: {exc.strerror or exc}", file=out)
                 unreadable += 1
                 continue
+            summary.check_extensions(resolver)
             print(f"{path}: {summary.report()}", file=out)
             total_sent += summary.sent
     finally:

@@ -19,15 +19,16 @@ import orjson
 
 from core.changes import detect
 from core.exceptions import Finding, MergeConflictError, Where
-from core.kafka import HEADER_PUBLISHER
+from core.extensions import ExtensionResolver
+from core.kafka import HEADER_EXTENSIONS, HEADER_PUBLISHER, parse_extensions
 from core.merge import MergedRecord, RecordMerger, order_key
+from core.profiles import Profiles, extension_set
 from core.publishers import Publishers
 from core.schema import OcdsSchema
 from core.settings import Settings
 from core.store import writer
 from core.store.connection import Connection, translated_errors
 from core.types import Release
-from core.validate import ReleaseValidator
 
 logger = logging.getLogger("ocds_live.streams")
 
@@ -90,6 +91,7 @@ class _Accepted:
     digest: str
     findings: list[Finding]
     publisher: str | None
+    extensions: tuple[str, ...] = ()  # the profile it was validated with: its package's and its publisher's
 
 
 def canonical(release: Release) -> bytes:
@@ -113,10 +115,10 @@ class BatchProcessor:
         self.settings = settings
         self.group = settings.app_id
         self.publishers = publishers
-        self.validator = ReleaseValidator(
-            schema, max_bytes=settings.max_release_bytes, max_depth=settings.max_depth
-        )
-        self.merger = RecordMerger(schema, versioned=False)
+        resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir,
+                                     download=settings.extensions_download)
+        self.profiles = Profiles(schema, resolver, max_bytes=settings.max_release_bytes,
+                                 max_depth=settings.max_depth)
         self._connect = connect
         self._conn: Connection | None = None
         # Records this worker merged lately, with the seq of the write that stored them and the text
@@ -134,11 +136,15 @@ class BatchProcessor:
         if publisher is None:
             finding = Finding("", "publisher", f"unknown publisher {name!r}: register it in the publishers file")
             return None, [finding]
-        verdict = self.validator.check(msg.value, policy=publisher.policy, prefixes=publisher.checked_prefixes)
+        extensions = extension_set(parse_extensions(msg.headers.get(HEADER_EXTENSIONS)), publisher.extensions)
+        profile = self.profiles.profile(extensions)
+        verdict = self.profiles.validator(extensions).check(
+            msg.value, policy=publisher.policy, prefixes=publisher.checked_prefixes, rules=publisher.rules,
+            rules_severity=publisher.rules_severity, notes=profile.findings())
         if not verdict.accepted or verdict.release is None:
             return None, verdict.findings
         release = verdict.release
-        return _Accepted(msg, release, digest_of(release), verdict.findings, publisher.name), []
+        return _Accepted(msg, release, digest_of(release), verdict.findings, publisher.name, extensions), []
 
     # -- the transaction ------------------------------------------------------------------------
 
@@ -223,7 +229,7 @@ class BatchProcessor:
             numbers = writer.allocate(cur, len(events), len(stored), len(merged.records))
             writer.insert_releases(cur, [
                 writer.ReleaseRow(a.release, a.digest, a.publisher, a.findings, a.msg.topic, a.msg.partition,
-                                  a.msg.offset, a.msg.value)
+                                  a.msg.offset, a.msg.value, a.extensions)
                 for a in stored
             ], numbers.release)
             ordered = sorted(merged.records.items())
@@ -255,12 +261,18 @@ class BatchProcessor:
         for ocid in sorted(by_ocid):
             items = sorted(by_ocid[ocid], key=lambda a: order_key(a.release))
             record = records.get(ocid)
+            # a record is merged with the union of its releases' extensions: when a release brings new ones,
+            # the merge rules may change, so the record is merged again from all its releases
+            stored = record.extensions if record is not None else ()
+            union = extension_set(stored, *(a.extensions for a in items))
+            merger = self.profiles.compiler(union)
             try:
-                if all(self.merger.can_extend(record, a.release) for a in items[:1]):
-                    record, step_events = self._extend(record, items)
+                if (record is None or union == stored) and merger.can_extend(record, items[0].release):
+                    record, step_events = self._extend(merger, record, items)
                 else:
-                    record, step_events = self._recompute(cur, ocid, record, items)
+                    record, step_events = self._recompute(cur, merger, ocid, record, items)
                     out.recomputed.add(ocid)
+                record.extensions = union
             except MergeConflictError as exc:
                 # the ocid's new releases cannot be merged: reject them, keep the record as it was
                 self._cache.pop(ocid, None)  # earlier releases of this batch may have extended it
@@ -286,7 +298,7 @@ class BatchProcessor:
                 out.indexed[ocid] = cached.search
             else:
                 missing.append(ocid)
-        records.update(writer.load_records(cur, missing, self.merger))
+        records.update(writer.load_records(cur, missing, self.profiles))
         return records
 
     @staticmethod
@@ -310,11 +322,11 @@ class BatchProcessor:
         return plans
 
     def _extend(
-        self, record: MergedRecord | None, items: list[_Accepted]
+        self, merger: RecordMerger, record: MergedRecord | None, items: list[_Accepted]
     ) -> tuple[MergedRecord, list[dict[str, Any]]]:
         events = []
         for a in items:
-            step = self.merger.step(record, a.release)
+            step = merger.step(record, a.release)
             record = step.record
             change = detect(step.before, record.compiled, a.release, step.changes)
             if change is not None:
@@ -324,16 +336,17 @@ class BatchProcessor:
         return record, events
 
     def _recompute(
-        self, cur: Any, ocid: str, record: MergedRecord | None, items: list[_Accepted]
+        self, cur: Any, merger: RecordMerger, ocid: str, record: MergedRecord | None, items: list[_Accepted]
     ) -> tuple[MergedRecord, list[dict[str, Any]]]:
-        """A release arrived out of date order: merge from the stored releases, step by step."""
+        """A release arrived out of date order, or brought extensions the record had not: merge from the stored
+        releases, step by step."""
         base = writer.load_releases(cur, ocid)  # this batch's releases are not stored yet
         before = record.compiled if record is not None else None
         events = []
         merged = record
         for a in items:
             base.append(a.release)
-            merged = self.merger.merge(base)
+            merged = merger.merge(base)
             change = detect(before, merged.compiled, a.release)
             if change is not None:
                 events.append(self._event(a, change.as_dict()))
@@ -348,7 +361,7 @@ class BatchProcessor:
         may still change (the next release of the same process in this batch extends them in place); the
         summary is built fresh for each change."""
         release = item.release
-        return {
+        event = {
             "id": item.msg.headers.get("event-id") or item.digest[:32],
             "ocid": release["ocid"],
             "release_id": release["id"],
@@ -360,6 +373,9 @@ class BatchProcessor:
             "summary": change["summary"],
             "changes": orjson.Fragment(orjson.dumps(change["changes"])),
         }
+        if item.extensions:  # the release's profile: what its record package declares
+            event["extensions"] = list(item.extensions)
+        return event
 
     def reject_poison(self, msg: Incoming, exc: BaseException) -> None:
         """Dead-letter one message that made processing fail unexpectedly, and move past it."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from core.merge import RecordMerger
+from core.profiles import CompilerSource, compiler_for
 from core.types import Release
 
 Cursor = Any
@@ -23,14 +23,15 @@ def _one_snapshot(cur: Cursor) -> None:
     cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
 
-def up_to_date(cur: Cursor, merger: RecordMerger, checkpoints: Sequence[tuple[str, str, int]]) -> dict[str, Release]:
-    """The current compiled releases of records stored as ``(ocid, compiled JSON, tail_bytes)`` rows.
+def up_to_date(cur: Cursor, merger: CompilerSource,
+               checkpoints: Sequence[tuple[str, str, int, Sequence[str]]]) -> dict[str, Release]:
+    """The current compiled releases of records stored as ``(ocid, compiled JSON, tail_bytes, extensions)`` rows.
 
     ``records.compiled`` is a checkpoint: the releases stored after it (seq > ``compiled_through``, applied in
     seq order) bring it up to date (see migration 0005). Read the rows and call this in one snapshot, or with
     the records locked.
     """
-    behind = [ocid for ocid, _, tail in checkpoints if tail]
+    behind = [ocid for ocid, _, tail, _ in checkpoints if tail]
     tails: dict[str, list[Release]] = defaultdict(list)
     if behind:
         cur.execute(
@@ -40,7 +41,10 @@ def up_to_date(cur: Cursor, merger: RecordMerger, checkpoints: Sequence[tuple[st
         )
         for ocid, data in cur.fetchall():
             tails[ocid].append(orjson.loads(data))
-    return {ocid: merger.catch_up(orjson.loads(compiled), tails.get(ocid, ())) for ocid, compiled, _ in checkpoints}
+    return {
+        ocid: compiler_for(merger, extensions).catch_up(orjson.loads(compiled), tails.get(ocid, ()))
+        for ocid, compiled, _, extensions in checkpoints
+    }
 
 
 def head(conn: Any) -> int:
@@ -69,17 +73,17 @@ def first_cursor(conn: Any) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def record(conn: Any, ocid: str, merger: RecordMerger) -> dict[str, Any] | None:
-    """The stored record for ``ocid``: compiled, versioned, and its releases' ids, dates and tags."""
+def record(conn: Any, ocid: str, merger: CompilerSource) -> dict[str, Any] | None:
+    """The stored record for ``ocid``: compiled, versioned, its extensions, and its releases' ids, dates and tags."""
     with conn.cursor() as cur:
         _one_snapshot(cur)
-        cur.execute("SELECT compiled::text, tail_bytes, versioned::text, updated_at FROM records WHERE ocid = %s",
-                    (ocid,))
+        cur.execute("SELECT compiled::text, tail_bytes, versioned::text, updated_at, extensions FROM records "
+                    "WHERE ocid = %s", (ocid,))
         row = cur.fetchone()
         if row is None:
             conn.commit()
             return None
-        current = up_to_date(cur, merger, [(ocid, row[0], row[1])])
+        current = up_to_date(cur, merger, [(ocid, row[0], row[1], row[4])])
         cur.execute("SELECT release_id, date, tags FROM releases WHERE ocid = %s ORDER BY date, release_id",
                     (ocid,))
         releases = [{"id": r[0], "date": r[1], "tag": list(r[2])} for r in cur.fetchall()]
@@ -89,55 +93,67 @@ def record(conn: Any, ocid: str, merger: RecordMerger) -> dict[str, Any] | None:
         "compiled": current[ocid],
         "versioned": orjson.loads(row[2]) if row[2] is not None else None,
         "updated_at": row[3],
+        "extensions": list(row[4]),
         "releases": releases,
     }
 
 
 def release(conn: Any, ocid: str, release_id: str) -> dict[str, Any] | None:
+    return release_with_extensions(conn, ocid, release_id)[0]
+
+
+def release_with_extensions(conn: Any, ocid: str, release_id: str) -> tuple[dict[str, Any] | None, list[str]]:
+    """A stored release and the extensions it was validated and merged with."""
     with conn.cursor() as cur:
-        cur.execute("SELECT data::text FROM releases WHERE ocid = %s AND release_id = %s", (ocid, release_id))
+        cur.execute("SELECT data::text, extensions FROM releases WHERE ocid = %s AND release_id = %s",
+                    (ocid, release_id))
         row = cur.fetchone()
     conn.commit()
-    return orjson.loads(row[0]) if row else None
+    return (orjson.loads(row[0]), list(row[1])) if row else (None, [])
 
 
-def compiled(conn: Any, ocid: str, merger: RecordMerger) -> dict[str, Any] | None:
+def compiled(conn: Any, ocid: str, merger: CompilerSource) -> dict[str, Any] | None:
     """The record's current compiled release."""
     return compiled_many(conn, [ocid], merger).get(ocid)
 
 
-def compiled_many(conn: Any, ocids: Sequence[str], merger: RecordMerger) -> dict[str, dict[str, Any]]:
+def compiled_many(conn: Any, ocids: Sequence[str], merger: CompilerSource) -> dict[str, dict[str, Any]]:
     """The current compiled release of each of ``ocids`` that has a record."""
     with conn.cursor() as cur:
         _one_snapshot(cur)
-        cur.execute("SELECT ocid, compiled::text, tail_bytes FROM records WHERE ocid = ANY(%s)", (list(ocids),))
+        cur.execute("SELECT ocid, compiled::text, tail_bytes, extensions FROM records WHERE ocid = ANY(%s)",
+                    (list(ocids),))
         current = up_to_date(cur, merger, cur.fetchall())
     conn.commit()
     return current
 
 
-def releases_page(conn: Any, after_seq: int, limit: int, since: str | None = None) -> list[tuple[int, dict[str, Any]]]:
-    """Releases in commit order after ``after_seq`` (optionally with date >= ``since``), with their seq."""
+def releases_page(conn: Any, after_seq: int, limit: int, since: str | None = None,
+                  extensions: list[list[str]] | None = None) -> list[tuple[int, dict[str, Any]]]:
+    """Releases in commit order after ``after_seq`` (optionally with date >= ``since``), with their seq; the
+    extensions of each are appended to ``extensions``, in the same order, when given."""
     with conn.cursor() as cur:
         if since:
-            cur.execute("SELECT seq, data::text FROM releases WHERE seq > %s AND date >= %s ORDER BY seq LIMIT %s",
-                        (after_seq, since, limit))
+            cur.execute("SELECT seq, data::text, extensions FROM releases WHERE seq > %s AND date >= %s "
+                        "ORDER BY seq LIMIT %s", (after_seq, since, limit))
         else:
-            cur.execute("SELECT seq, data::text FROM releases WHERE seq > %s ORDER BY seq LIMIT %s",
+            cur.execute("SELECT seq, data::text, extensions FROM releases WHERE seq > %s ORDER BY seq LIMIT %s",
                         (after_seq, limit))
         rows = cur.fetchall()
     conn.commit()
-    return [(int(seq), orjson.loads(data)) for seq, data in rows]
+    if extensions is not None:
+        extensions.extend(list(declared) for _, _, declared in rows)
+    return [(int(seq), orjson.loads(data)) for seq, data, _ in rows]
 
 
-def records_page(conn: Any, after_seq: int, limit: int, merger: RecordMerger) -> list[tuple[int, dict[str, Any]]]:
-    """Records in order of their last write after ``after_seq``: ocid, compiled release, release list."""
+def records_page(conn: Any, after_seq: int, limit: int, merger: CompilerSource) -> list[tuple[int, dict[str, Any]]]:
+    """Records in order of their last write after ``after_seq``: ocid, compiled release, release list, extensions."""
     with conn.cursor() as cur:
         _one_snapshot(cur)
-        cur.execute("SELECT seq, ocid, compiled::text, tail_bytes, updated_at FROM records WHERE seq > %s "
-                    "ORDER BY seq LIMIT %s", (after_seq, limit))
+        cur.execute("SELECT seq, ocid, compiled::text, tail_bytes, updated_at, extensions FROM records "
+                    "WHERE seq > %s ORDER BY seq LIMIT %s", (after_seq, limit))
         rows = cur.fetchall()
-        current = up_to_date(cur, merger, [(ocid, compiled, tail) for _, ocid, compiled, tail, _ in rows])
+        current = up_to_date(cur, merger, [(ocid, compiled, tail, ext) for _, ocid, compiled, tail, _, ext in rows])
         cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s) ORDER BY date, release_id",
                     (list(current),))
         by_ocid: dict[str, list[dict[str, Any]]] = {}
@@ -145,9 +161,20 @@ def records_page(conn: Any, after_seq: int, limit: int, merger: RecordMerger) ->
             by_ocid.setdefault(ocid, []).append({"id": rid, "date": date, "tag": list(tags)})
     conn.commit()
     return [
-        (int(seq), {"ocid": ocid, "compiled": current[ocid], "releases": by_ocid.get(ocid, []), "updated_at": updated})
-        for seq, ocid, _, _, updated in rows
+        (int(seq), {"ocid": ocid, "compiled": current[ocid], "releases": by_ocid.get(ocid, []), "updated_at": updated,
+                    "extensions": list(ext)})
+        for seq, ocid, _, _, updated, ext in rows
     ]
+
+
+def declared_extensions(conn: Any) -> list[str]:
+    """Every extension some stored record is merged with (what a bulk file of all records declares)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT DISTINCT u FROM (SELECT DISTINCT extensions FROM records) r, unnest(r.extensions) u "
+                    "ORDER BY u")
+        rows = cur.fetchall()
+    conn.commit()
+    return [row[0] for row in rows]
 
 
 def rejected_page(conn: Any, after: int, limit: int, publisher: str | None) -> list[dict[str, Any]]:

@@ -39,7 +39,7 @@ from typing import Any, Literal
 import orjson
 import psycopg2.errors
 
-from core.merge import RecordMerger
+from core.profiles import CompilerSource
 from core.store import reader
 from core.store.writer import unaccent
 from core.summary import search_text
@@ -240,7 +240,7 @@ def _hit(row: tuple[Any, ...]) -> Hit:
 
 
 def search(
-    conn: Any, query: SearchQuery, merger: RecordMerger, *, timeout_ms: int = 10_000, facets_timeout_ms: int = 3_000,
+    conn: Any, query: SearchQuery, merger: CompilerSource, *, timeout_ms: int = 10_000, facets_timeout_ms: int = 3_000,
     with_facets: bool = True,
 ) -> SearchResult:
     """Run ``query``: one page of hits (highlighted when there is ``q``) and the facets of all matches.
@@ -312,13 +312,13 @@ def document(summary: dict[str, Any], stages: dict[str, Any]) -> str:
     })
 
 
-def _highlight(cur: Any, q: str, hits: list[Hit], merger: RecordMerger) -> None:
-    cur.execute("SELECT ocid, summary::text, compiled::text, tail_bytes FROM records WHERE ocid = ANY(%s)",
-                ([hit.ocid for hit in hits],))
+def _highlight(cur: Any, q: str, hits: list[Hit], merger: CompilerSource) -> None:
+    cur.execute("SELECT ocid, summary::text, compiled::text, tail_bytes, extensions FROM records "
+                "WHERE ocid = ANY(%s)", ([hit.ocid for hit in hits],))
     rows = cur.fetchall()
-    compiled = reader.up_to_date(cur, merger, [(ocid, text, tail) for ocid, _, text, tail in rows])
+    compiled = reader.up_to_date(cur, merger, [(ocid, text, tail, ext) for ocid, _, text, tail, ext in rows])
     texts = {ocid: document(orjson.loads(summary), {k: compiled[ocid].get(k) for k in _STAGES})
-             for ocid, summary, _, _ in rows}
+             for ocid, summary, _, _, _ in rows}
     docs = [texts.get(hit.ocid, "") for hit in hits]
     unaccented = [unaccented_pieces(doc) for doc in docs]
     cur.execute(

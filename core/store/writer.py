@@ -12,7 +12,8 @@ import orjson
 from psycopg2.extras import execute_values
 
 from core.exceptions import Finding
-from core.merge import MergedRecord, RecordMerger
+from core.merge import MergedRecord
+from core.profiles import CompilerSource, compiler_for
 from core.store import reader
 from core.summary import record_columns, search_text, summarize
 from core.types import Release
@@ -128,6 +129,7 @@ class ReleaseRow:
     partition: int
     offset: int
     raw: bytes | None = None  # the JSON bytes as received; default: the release serialised again
+    extensions: tuple[str, ...] = ()  # the profile it was validated with
 
     @property
     def data(self) -> str:
@@ -140,21 +142,22 @@ def insert_releases(cur: Cursor, rows: Sequence[ReleaseRow], first_seq: int) -> 
     execute_values(
         cur,
         "INSERT INTO releases (ocid, release_id, date, tags, publisher, digest, data, findings, "
-        "source_topic, source_partition, source_offset, seq) VALUES %s",
+        "source_topic, source_partition, source_offset, seq, extensions) VALUES %s",
         [
             (
                 r.release["ocid"], r.release["id"], r.release["date"], list(r.release.get("tag") or []),
                 r.publisher, r.digest, r.data, json_text([f.as_dict() for f in r.findings]),
-                r.topic, r.partition, r.offset, seq,
+                r.topic, r.partition, r.offset, seq, list(r.extensions),
             )
             for seq, r in enumerate(rows, start=first_seq)
         ],
-        template="(%s, %s, %s, %s::text[], %s, %s, %s, %s::jsonb, %s, %s, %s, %s)",
+        template="(%s, %s, %s, %s::text[], %s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s::text[])",
         page_size=len(rows),
     )
 
 
 def load_releases(cur: Cursor, ocid: str) -> list[Release]:
+    """Every stored release of ``ocid`` (in no particular order)."""
     cur.execute("SELECT data FROM releases WHERE ocid=%s", (ocid,))
     return [orjson.loads(row[0]) for row in cur.fetchall()]
 
@@ -186,22 +189,24 @@ def lock_records(cur: Cursor, ocids: Sequence[str]) -> dict[str, Locked]:
     return {ocid: Locked(int(seq), through, tail, size) for ocid, seq, through, tail, size in cur.fetchall()}
 
 
-def load_records(cur: Cursor, ocids: Sequence[str], merger: RecordMerger) -> dict[str, MergedRecord]:
+def load_records(cur: Cursor, ocids: Sequence[str], merger: CompilerSource) -> dict[str, MergedRecord]:
     """The stored records of ``ocids``, brought up to date from their checkpoints, ready to extend
-    (compiled releases only). Call it with the records locked (:func:`lock_records`)."""
+    (compiled releases only), each with its extensions. Call it with the records locked (:func:`lock_records`)."""
     if not ocids:
         return {}
     cur.execute(
-        "SELECT ocid, compiled::text, tail_bytes, latest_date, latest_id, release_count FROM records "
+        "SELECT ocid, compiled::text, tail_bytes, extensions, latest_date, latest_id, release_count FROM records "
         "WHERE ocid = ANY(%s)",
         (list(ocids),),
     )
     rows = cur.fetchall()
-    current = reader.up_to_date(cur, merger, [(ocid, compiled, tail) for ocid, compiled, tail, *_ in rows])
-    return {
-        ocid: merger.resume(current[ocid], None, (date, rid), count)
-        for ocid, _, _, date, rid, count in rows
-    }
+    current = reader.up_to_date(cur, merger, [(ocid, compiled, tail, ext) for ocid, compiled, tail, ext, *_ in rows])
+    records = {}
+    for ocid, _, _, extensions, date, rid, count in rows:
+        record = compiler_for(merger, extensions).resume(current[ocid], None, (date, rid), count)
+        record.extensions = tuple(extensions)
+        records[ocid] = record
+    return records
 
 
 @dataclass(frozen=True)
@@ -223,12 +228,13 @@ CURRENT = Checkpoint()
 
 RECORD_COLUMNS = (
     "ocid", "compiled", "compiled_through", "tail_bytes", "versioned", "latest_date", "latest_id", "release_count",
-    "summary", "buyer_id",
+    "summary", "extensions", "buyer_id",
     "buyer_name", "supplier_ids", "method", "category", "status", "amount", "currency", "date", "date_at", "year",
     "search", "seq", "updated_at",
 )
 _RECORD_TEMPLATE = (
-    "(%s, %s, %s::bigint, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s, %s, %s::text[], %s, %s, %s, %s, %s, %s, %s, %s, "
+    "(%s, %s, %s::bigint, %s, %s::jsonb, %s, %s, %s, %s::jsonb, %s::text[], %s, %s, %s::text[], %s, %s, %s, %s, %s, "
+    "%s, %s, %s, "
     "to_tsvector('spanish', %s), %s, now())"
 )
 _KEPT = {
@@ -261,7 +267,7 @@ def _record_row(ocid: str, record: MergedRecord, seq: int, checkpoint: Checkpoin
         0 if checkpoint.write else checkpoint.tail_bytes,
         None if record.versioned is None else json_text(record.versioned),
         record.latest[0], record.latest[1], record.count,
-        json_text({k: v for k, v in summary.items() if k != "search_text"}),
+        json_text({k: v for k, v in summary.items() if k != "search_text"}), list(record.extensions),
         columns.get("buyer_id"), columns.get("buyer_name"), list(columns.get("supplier_ids") or []),
         columns.get("method"), columns.get("category"), columns.get("status"), columns.get("amount"),
         columns.get("currency"), columns.get("date"), when, int(columns["date"][:4]) if when else None,

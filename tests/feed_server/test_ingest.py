@@ -168,3 +168,21 @@ def test_broker_stopped_then_back_topic_holds_only_acknowledged(settings: Settin
         assert sorted(on_topic) == sorted(acknowledged)
     finally:
         kafka.down()
+
+
+def test_package_extensions_go_with_each_release_and_unavailable_ones_are_named(
+        client: TestClient, settings: Settings) -> None:
+    """A package's extensions travel in each release's extensions header; the answer names those that
+    cannot be resolved (the releases are still accepted: the processor applies the publisher's policy)."""
+    known = "https://raw.githubusercontent.com/open-contracting/ocds_contract_suppliers_extension/master/extension.json"
+    unknown = "https://example.org/ocds_unknown_extension/master/extension.json"
+    package = {"uri": "x", "extensions": [known, unknown], "releases": [_release(40), _release(41)]}
+    response = client.post("/api/releases", content=json.dumps(package), headers=_auth())
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["extensions"]["declared"] == [known, unknown]
+    assert list(body["extensions"]["unavailable"]) == [unknown]
+    messages = [m for m in read_topic(settings, settings.releases_topic) if m.headers["event-id"] in body["event_ids"]]
+    assert len(messages) == 2 and all(json.loads(m.headers["extensions"]) == [known, unknown] for m in messages)
+    bad = client.post("/api/releases", content=json.dumps({**package, "extensions": "x"}), headers=_auth())
+    assert bad.status_code == 400 and "/extensions" in bad.json()["error"]

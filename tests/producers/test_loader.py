@@ -216,3 +216,32 @@ def test_package_releases_equal_a_whole_file_parse(real_data: Path) -> None:
         whole = orjson.loads(path.read_bytes())
         expected = [orjson.dumps(r) for record in whole["records"] for r in record["releases"]]
         assert [i.value for i in read_releases(str(path)) if i.value] == expected
+
+
+EXT_A = "https://raw.githubusercontent.com/o/ocds_a_extension/master/extension.json"
+EXT_B = "https://raw.githubusercontent.com/o/ocds_b_extension/master/extension.json"
+
+
+def test_package_extensions_travel_with_each_release(tmp_path: Path) -> None:
+    """A streamed release package, a record package and a JSON Lines package line give each release the
+    extensions its package declares; bare releases declare none."""
+    streamed = {"uri": "x", "extensions": [EXT_A, EXT_B], "releases": [_release(1), _release(2)]}
+    records = {"extensions": [EXT_B], "records": [{"ocid": "ocds-07smqs-1", "releases": [_release(3)]}]}
+    line = {"extensions": [EXT_A, 7, ""], "releases": [_release(4)]}
+    files = [
+        _write(tmp_path / "p.json", orjson.dumps(streamed, option=orjson.OPT_INDENT_2)),
+        _write(tmp_path / "r.json", orjson.dumps(records, option=orjson.OPT_INDENT_2)),
+        _write(tmp_path / "l.jsonl", orjson.dumps(line) + b"\n" + orjson.dumps(_release(5)) + b"\n"),
+    ]
+    declared = [(i.release_id, i.extensions) for path in files for i in read_releases(path) if i.value]
+    assert declared == [
+        ("ocds-07smqs-1-1", (EXT_A, EXT_B)), ("ocds-07smqs-1-2", (EXT_A, EXT_B)), ("ocds-07smqs-1-3", (EXT_B,)),
+        ("ocds-07smqs-1-4", (EXT_A,)), ("ocds-07smqs-1-5", ()),
+    ]
+
+
+def test_real_federal_packages_declare_their_four_extensions(real_data: Path) -> None:
+    """The APF record packages' embedded releases carry the 4 extensions the packages declare."""
+    items = [i for i in read_releases(str(real_data / "records" / "mx-apf" / "record-package-1.json")) if i.value]
+    assert len(items) == 1 and len(items[0].extensions) == 4
+    assert all(url.endswith("/extension.json") for url in items[0].extensions)

@@ -148,7 +148,7 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 def base_settings() -> Settings:
-    """The environment's settings, with the schema from ../shared (tests never download it)."""
-    from tests.conftest import SCHEMA_DIR
+    """The environment's settings, with the schema and extensions from ../shared (tests never download them)."""
+    from tests.conftest import EXTENSIONS_DIR, SCHEMA_DIR
 
-    return load_settings(schema_dir=SCHEMA_DIR)
+    return load_settings(schema_dir=SCHEMA_DIR, extensions_dir=EXTENSIONS_DIR, extensions_download=False)
