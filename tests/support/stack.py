@@ -149,6 +149,6 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 def base_settings() -> Settings:
     """The environment's settings, with the schema from ../shared (tests never download it)."""
-    from tests.conftest import SCHEMA_DIR
+    from tests.conftest import SCHEMA_DIR, SHARED
 
-    return load_settings(schema_dir=SCHEMA_DIR)
+    return load_settings(schema_dir=SCHEMA_DIR, oc4ids_dir=SHARED / "oc4ids" / "0.9.4")
