@@ -247,7 +247,11 @@ def figures(project: Mapping[str, Any], members: Sequence[Member]) -> dict[str, 
     contracted: dict[str, float] = defaultdict(float)
     paid: dict[str, float] = defaultdict(float)
     amendments = 0
+    buyers: Counter[str] = Counter()
     for m in members:
+        buyer = m.compiled.get("buyer")
+        if isinstance(buyer, dict) and isinstance(buyer.get("name"), str) and buyer["name"].strip():
+            buyers[buyer["name"].strip()] += 1
         for contract in m.compiled.get("contracts") or []:
             if not isinstance(contract, dict):
                 continue
@@ -273,4 +277,5 @@ def figures(project: Mapping[str, Any], members: Sequence[Member]) -> dict[str, 
         "contracted": [{"amount": round(v, 2), "currency": c or None} for c, v in sorted(contracted.items())],
         "paid": [{"amount": round(v, 2), "currency": c or None} for c, v in sorted(paid.items())],
         "amendments": amendments,
+        "buyers": [name for name, _ in sorted(buyers.items(), key=lambda b: (-b[1], b[0]))[:10]],
     }

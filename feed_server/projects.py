@@ -57,14 +57,19 @@ async def list_projects(
     q: Annotated[str | None, Query(max_length=200, description="words of the title, public authority or id")] = None,
     status: Annotated[str | None, Query(max_length=100)] = None,
     ocid: Annotated[str | None, Query(max_length=200, description="the project this process belongs to")] = None,
+    view: Annotated[str | None, Query(pattern="^overview$", description=(
+        "overview: instead of a package, `{projects: [{id, title, status, public_authority, processes, budget, "
+        "contracted, paid, amendments, buyers}], links}`, what the projects page lists"))] = None,
 ) -> JSON:
     """Infrastructure projects in the order of their last write, as an OC4IDS project package (``links.next``)."""
     if not _storable(q, status, ocid):
         return problem(400, "a parameter contains a NUL character")
-    rows = await request.app.state.db.run(project_reader.page, cursor, limit + 1, q, status, ocid)
+    rows = await request.app.state.db.run(project_reader.page, cursor, limit + 1, q, status, ocid, bool(view))
     items = [(seq, data) for seq, data, _ in rows]
-    body = _package(request, _stamp(), [data for _, data in items[:limit]], links=_links(request, items, limit, cursor))
-    return JSON(body)
+    links = _links(request, items, limit, cursor)
+    if view:
+        return JSON({"projects": [data for _, data in items[:limit]], "links": links})
+    return JSON(_package(request, _stamp(), [data for _, data in items[:limit]], links=links))
 
 
 async def _read(request: Request, read: Any, pid: str) -> Any:
@@ -138,7 +143,7 @@ async def bulk_projects(request: Request) -> StreamingResponse:
     async def chunks() -> AsyncIterator[bytes]:
         gzip = _Gzip()
         position = 0
-        while rows := await db.run(project_reader.page, position, 50, None, None, None):
+        while rows := await db.run(project_reader.page, position, 50, None, None, None, False):
             position = rows[-1][0]
             yield await gzip.lines([data for _, data, _ in rows])
         yield gzip.end()

@@ -11,8 +11,9 @@ from core.store.writer import unaccent
 
 
 def page(conn: Any, after_seq: int, limit: int, q: str | None = None, status: str | None = None,
-         ocid: str | None = None) -> list[tuple[int, dict[str, Any], datetime]]:
-    """Projects in order of their last write after ``after_seq``: (seq, OC4IDS project, updated_at).
+         ocid: str | None = None, overview: bool = False) -> list[tuple[int, dict[str, Any], datetime]]:
+    """Projects in order of their last write after ``after_seq``: (seq, OC4IDS project, updated_at); with
+    ``overview``, instead of the project its id and what the list page shows (``core.projects.figures``).
 
     ``q`` matches words of the title, the public authority or the id (no accents, any case); ``status`` the
     project's status; ``ocid`` the project that process belongs to."""
@@ -28,11 +29,12 @@ def page(conn: Any, after_seq: int, limit: int, q: str | None = None, status: st
         where.append("p.id = (SELECT m.project_id FROM project_members m WHERE m.ocid = %s)")
         args.append(ocid)
     with conn.cursor() as cur:
-        cur.execute(f"SELECT p.seq, p.data, p.updated_at FROM projects p WHERE {' AND '.join(where)} "  # noqa: S608
+        column = "jsonb_build_object('id', p.id) || p.overview" if overview else "p.data"
+        cur.execute(f"SELECT p.seq, {column}, p.updated_at FROM projects p WHERE {' AND '.join(where)} "  # noqa: S608
                     "ORDER BY p.seq LIMIT %s", (*args, limit))
         rows = cur.fetchall()
     conn.commit()
-    return [(int(seq), orjson.loads(data), updated) for seq, data, updated in rows]
+    return [(int(seq), data if isinstance(data, dict) else orjson.loads(data), updated) for seq, data, updated in rows]
 
 
 def project(conn: Any, pid: str) -> tuple[dict[str, Any], datetime] | None:

@@ -245,7 +245,8 @@ def _save(cur: Cursor, writes: list[tuple[Any, ...]], first_seq: int, owners: Ma
     for seq, (pid, project, dig, fields, overview, count) in enumerate(writes, start=first_seq):
         publisher, local = owners.get(pid, ("", pid))
         title, authority = overview.get("title"), (overview.get("public_authority") or {}).get("name")
-        search = writer.unaccent(" ".join(str(v) for v in (title, authority, pid) if v)).lower()
+        words = (title, authority, pid, *overview.get("buyers", ()))
+        search = writer.unaccent(" ".join(str(v) for v in words if v)).lower()
         rows.append((pid, publisher, local, writer.json_text(project), dig, writer.json_text(fields),
                      supplied[pid][1] if pid in supplied else None, writer.json_text(overview), title, authority,
                      overview.get("status"), count, search, seq))

@@ -23,7 +23,7 @@ CREATE TABLE projects (
     authority   text,                                 -- the public authority's name
     status      text,
     members     integer     NOT NULL DEFAULT 0,
-    search      text        NOT NULL DEFAULT '',      -- title, public authority and id, lower case, no accents
+    search      text        NOT NULL DEFAULT '',      -- title, public authority, buyers, id: lower case, no accents
     seq         bigint      NOT NULL UNIQUE,
     updated_at  timestamptz NOT NULL DEFAULT now()
 );
