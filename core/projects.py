@@ -26,7 +26,6 @@ read; and ``contract_status`` compares periods with the current time (as oc4idsk
 
 from __future__ import annotations
 
-import copy
 import decimal
 import hashlib
 import logging
@@ -68,6 +67,7 @@ class Member:
     ocid: str
     compiled: dict[str, Any]
     releases: list[dict[str, Any]] = field(default_factory=list)  # {"id", "url", "date", "tag"}
+    owned: bool = False  # compiled and releases are this member's own: the conversion may write into them
 
 
 def local_project_id(compiled: Any) -> str | None:
@@ -143,14 +143,40 @@ def canonical(value: Any, key: str | None = None) -> Any:
     return value
 
 
+def _copies(items: Any) -> Any:
+    return [dict(item) if isinstance(item, dict) else item for item in items] if isinstance(items, list) else items
+
+
+def _with_documents(container: Any) -> Any:
+    if isinstance(container, dict) and "documents" in container:
+        return {**container, "documents": _copies(container["documents"])}
+    return container
+
+
+def _writable(compiled: dict[str, Any]) -> dict[str, Any]:
+    """A copy of what oc4idskit 0.0.4 writes into (the top level, each party, each planning and implementation
+    document), sharing the rest: a deep copy of every member of every project in a batch cost a quarter of
+    the conversion. ``test_conversion_leaves_the_compiled_releases_alone`` holds it to that."""
+    out = dict(compiled)
+    if "parties" in out:
+        out["parties"] = _copies(out["parties"])
+    if "planning" in out:
+        out["planning"] = _with_documents(out["planning"])
+    if isinstance(out.get("contracts"), list):
+        out["contracts"] = [{**c, "implementation": _with_documents(c["implementation"])}
+                            if isinstance(c, dict) and "implementation" in c else c for c in out["contracts"]]
+    return out
+
+
 def convert(pid: str, members: Sequence[Member]) -> dict[str, Any]:
     """oc4idskit's conversion of the members (in ocid order) into the project ``pid``, made canonical."""
     from oc4idskit.transforms import run_transforms
 
     records = [
-        # oc4idskit writes into the compiled releases it reads (linked releases, party ids): give it copies
-        {"ocid": m.ocid, "releases": copy.deepcopy(m.releases),
-         "compiledRelease": orjson.loads(orjson.dumps(m.compiled))}
+        # oc4idskit writes into the compiled releases it reads (linked releases, party ids, document ids): give
+        # it copies, unless they are the member's own (read from the store for this conversion). It only reads
+        # the linked releases.
+        {"ocid": m.ocid, "releases": list(m.releases), "compiledRelease": m.compiled if m.owned else _writable(m.compiled)}
         for m in sorted(members, key=lambda m: m.ocid)
     ]
     quiet = logging.getLogger("oc4idskit")

@@ -155,8 +155,9 @@ def _members(cur: Cursor, pids: list[str], merger: RecordMerger, known: Mapping[
         cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s)", (everyone,))
         for ocid, rid, date, tags in cur.fetchall():
             releases[ocid].append((rid, date, list(tags)))
-    return {
-        pid: [Member(o, compiled[o], linked_releases(base_url, o, releases[o])) for o in sorted(ocids) if o in compiled]
+    return {  # the batch's own records (``known``) stay the caller's; those read here are the members' own
+        pid: [Member(o, compiled[o], linked_releases(base_url, o, releases[o]), owned=o not in known)
+              for o in sorted(ocids) if o in compiled]
         for pid, ocids in by_project.items()
     }
 

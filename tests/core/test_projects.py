@@ -114,11 +114,19 @@ def test_conversion_is_the_same_in_every_process(real_data: Path, schema: Any, t
 
 
 def test_conversion_leaves_the_compiled_releases_alone(real_data: Path, schema: Any) -> None:
-    """oc4idskit writes into the records it reads; the members' compiled releases are untouched."""
-    members = _naicm(real_data, schema, 10)
-    before = orjson.dumps([m.compiled for m in members])
-    convert("p", members)
-    assert orjson.dumps([m.compiled for m in members]) == before
+    """oc4idskit writes into the records it reads (party ids, document ids); members' compiled releases and
+    linked releases are untouched, also with parties of one id in two processes and documents of one id."""
+    doc = {"id": "1", "documentType": "budgetApproval", "title": "t"}
+    odd = [Member(f"ocds-b-{n}", {"ocid": f"ocds-b-{n}", "parties": [
+        {"id": "1", "name": f"Org {n}", "roles": ["buyer", "funder"], "identifier": {"scheme": "X", "id": str(n)}}],
+        "planning": {"documents": [dict(doc), dict(doc)], "budget": {"budgetBreakdown": [{"sourceParty": {"id": "1"}}]}},
+        "contracts": [{"id": "c", "implementation": {"documents": [{**doc, "documentType": "finalAudit"}]}}]},
+        [{"id": "r", "url": "u", "date": "d", "tag": ["planning"]}]) for n in range(3)]
+    members = _naicm(real_data, schema, 10) + odd
+    before = orjson.dumps([[m.compiled, m.releases] for m in members])
+    project = convert("p", members)
+    assert len(project["documents"]) == 9 and {p["id"] for p in project["parties"]} == {"X-0", "X-1", "X-2"}
+    assert orjson.dumps([[m.compiled, m.releases] for m in members]) == before
 
 
 def test_supplied_fields_win_over_the_conversion_and_the_default_title(real_data: Path, schema: Any) -> None:
