@@ -157,7 +157,8 @@ def naicm(base: Settings, repeat: int) -> None:
     print(f"batch: 1 release of a NAICM process (project rebuilt) | {member_ms:.1f}")
     print(f"  the project's share | {member_ms - loner_ms:.1f}")
     print(f"  of it: read the 292 members' compiled releases | {statistics.median(reads) * 1e3:.1f}")
-    print(f"  of it: oc4idskit's conversion (core.projects.build, inputs copied) | {statistics.median(conversion) * 1e3:.1f}")
+    print("  of it: oc4idskit's conversion (core.projects.build, inputs copied) | "
+          f"{statistics.median(conversion) * 1e3:.1f}")
     print(f"  of it: the OC4IDS schema check (core.projects.conform) | {statistics.median(checking) * 1e3:.1f}")
 
 

@@ -176,7 +176,8 @@ def convert(pid: str, members: Sequence[Member]) -> dict[str, Any]:
         # oc4idskit writes into the compiled releases it reads (linked releases, party ids, document ids): give
         # it copies, unless they are the member's own (read from the store for this conversion). It only reads
         # the linked releases.
-        {"ocid": m.ocid, "releases": list(m.releases), "compiledRelease": m.compiled if m.owned else _writable(m.compiled)}
+        {"ocid": m.ocid, "releases": list(m.releases),
+         "compiledRelease": m.compiled if m.owned else _writable(m.compiled)}
         for m in sorted(members, key=lambda m: m.ocid)
     ]
     quiet = logging.getLogger("oc4idskit")

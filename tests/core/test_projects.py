@@ -119,7 +119,8 @@ def test_conversion_leaves_the_compiled_releases_alone(real_data: Path, schema: 
     doc = {"id": "1", "documentType": "budgetApproval", "title": "t"}
     odd = [Member(f"ocds-b-{n}", {"ocid": f"ocds-b-{n}", "parties": [
         {"id": "1", "name": f"Org {n}", "roles": ["buyer", "funder"], "identifier": {"scheme": "X", "id": str(n)}}],
-        "planning": {"documents": [dict(doc), dict(doc)], "budget": {"budgetBreakdown": [{"sourceParty": {"id": "1"}}]}},
+        "planning": {"documents": [dict(doc), dict(doc)],
+                     "budget": {"budgetBreakdown": [{"sourceParty": {"id": "1"}}]}},
         "contracts": [{"id": "c", "implementation": {"documents": [{**doc, "documentType": "finalAudit"}]}}]},
         [{"id": "r", "url": "u", "date": "d", "tag": ["planning"]}]) for n in range(3)]
     members = _naicm(real_data, schema, 10) + odd
