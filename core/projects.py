@@ -116,6 +116,40 @@ def read_project_prefixes(path: Path) -> dict[str, str]:
     return prefixes
 
 
+@dataclass(frozen=True)
+class Supplied:
+    """One entry of the operators' projects file: the project (publisher + the id its releases give) and fields."""
+
+    publisher: str
+    local_id: str
+    fields: dict[str, Any]
+
+
+def read_projects_file(path: Path) -> list[Supplied]:
+    """The operators' projects file (TOML: ``[[project]]`` with ``publisher``, ``project_id`` and a ``fields``
+    table of OC4IDS project fields). A missing file is no projects; a wrong entry fails with its place."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigurationError(f"{path}: cannot read the projects file: {exc}") from exc
+    entries = []
+    for i, entry in enumerate(data.get("project", [])):
+        where = f"{path}: project #{i + 1}"
+        publisher, local = entry.get("publisher"), entry.get("project_id")
+        if not (isinstance(publisher, str) and publisher and isinstance(local, str | int) and str(local).strip()):
+            raise ConfigurationError(f"{where}: 'publisher' and 'project_id' (as the releases give it) are required")
+        try:
+            fields = check_supplied(entry.get("fields", {}))
+        except ProjectFieldsError as exc:
+            raise ProjectFieldsError(f"{where}: {exc}") from exc
+        entries.append(Supplied(publisher, str(local).strip(), fields))
+    return entries
+
+
 def linked_releases(base_url: str, ocid: str, releases: Iterable[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
     """Linked releases (id, url, date, tag) of a process, in (date, id) order, as the API serves them."""
     return [

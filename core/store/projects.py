@@ -32,9 +32,10 @@ from psycopg2.extras import execute_values
 
 from core.changes import diff
 from core.merge import MergedRecord, RecordMerger
-from core.oc4ids import cached_oc4ids_schema
+from core.oc4ids import Oc4idsSchema, cached_oc4ids_schema
 from core.projects import (
     Member,
+    ProjectFieldsError,
     build,
     conform,
     digest,
@@ -44,6 +45,7 @@ from core.projects import (
     project_id,
     project_prefix,
     read_project_prefixes,
+    read_projects_file,
 )
 from core.settings import Settings
 from core.store import reader, writer
@@ -281,3 +283,30 @@ def supply(conn: Any, pid: str, publisher: str, local: str, fields: dict[str, An
                           {pid: (fields, supplied_by)})
     conn.commit()
     return changed > 0
+
+
+def apply_file(conn: Any, settings: Settings, merger: RecordMerger, schema: Oc4idsSchema) -> list[tuple[str, str]]:
+    """Supply the fields of the operators' projects file (``settings.projects_file``): every entry is checked
+    against the OC4IDS project schema first (nothing is applied when one fails), then each project whose stored
+    fields differ gets them. Returns (project id, "changed" / "stored" / "unchanged") per entry."""
+    entries = read_projects_file(settings.projects_file)
+    known = prefixes(settings.publishers_file)
+    plans = []
+    for entry in entries:
+        pid = project_id(project_prefix(entry.publisher, known), entry.local_id)
+        errors = schema.project_errors({**entry.fields, "id": pid})
+        if errors:
+            raise ProjectFieldsError(f"{settings.projects_file}: {pid}: {'; '.join(errors[:5])}")
+        plans.append((pid, entry))
+    out = []
+    for pid, entry in plans:
+        with conn.cursor() as cur:
+            cur.execute("SELECT supplied::text FROM projects WHERE id = %s", (pid,))
+            row = cur.fetchone()
+        conn.commit()
+        if row is not None and orjson.loads(row[0]) == entry.fields:
+            out.append((pid, "unchanged"))
+            continue
+        changed = supply(conn, pid, entry.publisher, entry.local_id, entry.fields, "operator", settings, merger)
+        out.append((pid, "changed" if changed else "stored"))
+    return out

@@ -16,7 +16,7 @@ import pytest
 from core.settings import Settings
 from tests.support import pipeline
 from tests.support import projects as support
-from tests.support.stack import base_settings, fresh_stack
+from tests.support.stack import base_settings, cli, fresh_stack
 
 pytestmark = pytest.mark.integration
 
@@ -137,3 +137,30 @@ def test_projects_follow_members_in_random_order_and_moves(store: Settings) -> N
     assert [p["id"] for p in stored[before].get("contractingProcesses", [])].count(target) == 0
     assert [p["id"] for p in stored["oc4ids-test01-elsewhere"]["contractingProcesses"]] == [target]
     assert events["oc4ids-test01-elsewhere"][-1]["release_id"] == "move-1"
+
+
+def test_operators_supply_fields_from_the_projects_file(store: Settings, real_data: Path, tmp_path: Path) -> None:
+    """`ocds-live projects apply` stores the file's fields (checked first: one bad entry applies nothing), rebuilds
+    the project with them on top, and is idempotent."""
+    feeder = support.Feeder(store)
+    try:
+        feeder.send(support.read_jsonl(real_data / "mx-gacm-naicm.releases.jsonl"), batch=400)
+    finally:
+        feeder.close()
+    good = (Path(__file__).parents[2] / "config" / "projects.toml").read_text()  # the example, for publisher bulk
+    bad = good + '\n[[project]]\npublisher = "bulk"\nproject_id = "x"\n[project.fields]\ntype = "flying"\n'
+    settings = store.model_copy(update={"projects_file": tmp_path / "projects.toml"})
+    settings.projects_file.write_text(bad)
+    failed = cli(settings, "projects", "apply")
+    assert failed.returncode != 0 and "oc4ids-test01-x" in failed.stderr and "flying" in failed.stderr
+    assert support.stored_projects(store)["oc4ids-test01-46101"]["title"] != "Nuevo Aeropuerto Internacional de " \
+        "la Ciudad de México (NAICM)"
+    settings.projects_file.write_text(good)
+    done = cli(settings, "projects", "apply")
+    assert done.returncode == 0, done.stderr
+    assert "oc4ids-test01-46101: changed" in done.stdout
+    project = support.stored_projects(store)["oc4ids-test01-46101"]
+    assert project["status"] == "cancelled" and project["sector"] == ["transport.air"]
+    assert project == support.reference(store, PREFIXES)["oc4ids-test01-46101"]
+    assert "oc4ids-test01-46101: unchanged" in cli(settings, "projects", "apply").stdout
+    support.assert_event_chains(store)
