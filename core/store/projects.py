@@ -224,7 +224,7 @@ def _event(pid: str, old: dict[str, Any] | None, new: dict[str, Any], old_digest
         "kinds": [KIND],
         "summary": {
             "project": pid, "title": overview.get("title"), "status": overview.get("status"),
-            "buyer": overview.get("public_authority"), "processes": overview.get("processes"),
+            "public_authority": overview.get("public_authority"), "processes": overview.get("processes"),
             "previous": old_digest, "digest": new_digest,
         },
         "changes": orjson.Fragment(orjson.dumps(diff(old or {}, new))),
@@ -265,7 +265,7 @@ def _append(cur: Cursor, events: list[dict[str, Any]], first: int) -> None:
     for cursor, event in enumerate(events, start=first):
         event["cursor"] = cursor
         rows.append((cursor, event["ocid"], event["release_id"], event["kind"], writer.json_text(event)))
-        keys.append(("project", event["ocid"], cursor))
+        keys += [(field, value, cursor) for field, value in writer.change_keys(event["summary"])]  # its project
     execute_values(cur, "INSERT INTO changes (cursor, ocid, release_id, kind, event) VALUES %s", rows,
                    page_size=len(rows))
     execute_values(cur, "INSERT INTO change_keys (field, value, cursor) VALUES %s ON CONFLICT DO NOTHING", keys,

@@ -128,7 +128,7 @@ async function main() {
       $("connection").textContent = `${STATES[state] ?? state}${state === "waiting" ? ` (${detail} s)` : ""}`;
     },
     onChange: async (change) => {
-      const kind = change.kind === "project.updated" ? { es: "Proyecto actualizado", en: "Project updated" } : kindTitle(change.kind);
+      const kind = kindTitle(change.kind);
       $("notice").textContent = `Nuevo cambio / New change: ${kind.es} / ${kind.en}`;
       await load();
     },
