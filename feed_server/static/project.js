@@ -31,7 +31,7 @@ function money3(figures) {
     ["Contratado / Contracted", total(figures.contracted), sums(figures.contracted)],
     ["Pagado / Paid", total(figures.paid), sums(figures.paid)]];
   const top = Math.max(...values.map((v) => v[1]), 1);
-  return el("table", { class: "counts", id: "money" }, el("tbody", {}, values.map(([label, amount, text]) => el("tr", {},
+  return el("table", { class: "money", id: "money" }, el("tbody", {}, values.map(([label, amount, text]) => el("tr", {},
     el("th", { scope: "row" }, label), el("td", { class: "num" }, text),
     el("td", { class: "bar-cell" }, el("span", { class: "bar", dataset: { share: String(amount / top) } }))))));
 }
