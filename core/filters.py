@@ -16,7 +16,7 @@ from core.exceptions import ConfigurationError
 
 FILTER_FIELDS = (
     "ocid", "ocid_prefix", "buyer", "supplier", "method", "category", "kind", "min_amount", "max_amount",
-    "currency", "q",
+    "currency", "q", "project",
 )
 
 
@@ -57,6 +57,7 @@ class ChangeFilter:
     max_amount: float | None = None
     currency: str | None = None
     q: str | None = None
+    project: str | None = None  # an infrastructure project's id: its own changes and its processes'
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> ChangeFilter:
@@ -115,6 +116,8 @@ class ChangeFilter:
         if self.category is not None and summary.get("category") != self.category:
             return False
         if self.currency is not None and summary.get("currency") != self.currency:
+            return False
+        if self.project is not None and summary.get("project") != self.project:
             return False
         if self.kind is not None and not self._kind_matches(event):
             return False

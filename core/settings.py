@@ -39,6 +39,12 @@ class Settings(BaseSettings):
     publishers_file: Path = Field(
         default=PROJECT_DIR / "config" / "publishers.toml", description="publishers, tokens, prefixes"
     )
+    oc4ids_dir: Path | None = Field(
+        default=None, description="folder with the OC4IDS 0.9.4 project-schema.json and project-package-schema.json"
+    )
+    projects_file: Path = Field(
+        default=PROJECT_DIR / "config" / "projects.toml", description="operators' project-level fields of projects"
+    )
 
     # services
     database_url: str | None = Field(

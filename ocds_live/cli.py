@@ -45,6 +45,27 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _projects(settings: Settings, args: argparse.Namespace) -> int:
+    from core.extensions import ExtensionResolver
+    from core.oc4ids import load_oc4ids_schema
+    from core.profiles import Profiles
+    from core.schema import load_schema
+    from core.store.connection import connect
+    from core.store.projects import apply_file
+
+    resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir, download=settings.extensions_download)
+    merger = Profiles(load_schema(settings.schema_dir, settings.cache_dir), resolver)
+    conn = connect(settings)
+    try:
+        done = apply_file(conn, settings, merger, load_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir))
+    finally:
+        conn.close()
+    for pid, outcome in done:
+        print(f"{pid}: {outcome}")
+    print(f"{len(done)} projects in {settings.projects_file}")
+    return 0
+
+
 def _process(settings: Settings, args: argparse.Namespace) -> int:
     from core.kafka import ensure_topics
     from streams.app import run_worker
@@ -138,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("db", help="the store's schema")
     p.add_argument("action", choices=["migrate"])
     p.set_defaults(handler=_db)
+
+    p = sub.add_parser("projects", help="supply the project-level fields of OCDS_LIVE_PROJECTS_FILE (OC4IDS)")
+    p.add_argument("action", choices=["apply"])
+    p.set_defaults(handler=_projects)
 
     p = sub.add_parser("process", help="run a stream-processing worker (start several for throughput)")
     p.add_argument("--loglevel", default="warning")

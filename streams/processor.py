@@ -26,7 +26,7 @@ from core.profiles import Profiles, extension_set
 from core.publishers import Publishers
 from core.schema import OcdsSchema
 from core.settings import Settings
-from core.store import writer
+from core.store import projects, writer
 from core.store.connection import Connection, translated_errors
 from core.types import Release
 
@@ -237,7 +237,8 @@ class BatchProcessor:
                                         self._checkpoints(merged, stored, numbers.release))
             saved = {ocid: _Cached(seq, record, texts[ocid])
                      for seq, (ocid, record) in enumerate(ordered, start=numbers.record)}
-            result.changes = writer.append_changes(cur, events, self.settings.base_url, numbers.change)
+            result.changes = projects.follow(cur, self.settings, self.profiles, merged.records, stored, events)
+            result.changes += writer.append_changes(cur, events, self.settings.base_url, numbers.change)
             result.accepted = len(stored)
             for msg, findings, release in rejected:
                 writer.insert_rejected(cur, msg.value, findings, msg.headers.get(HEADER_PUBLISHER), release,

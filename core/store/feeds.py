@@ -24,7 +24,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-Field = Literal["all", "ocid", "buyer", "supplier"]
+Field = Literal["all", "ocid", "buyer", "supplier", "project"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Stream:
 
     def _events(self) -> tuple[str, str, tuple[str, ...]]:
         """(FROM-and-WHERE reaching the events, the cursor column, parameters)."""
-        if self.field in ("buyer", "supplier"):
+        if self.field in ("buyer", "supplier", "project"):
             return ("change_keys k JOIN changes c ON c.cursor = k.cursor WHERE k.field = %s AND k.value = %s",
                     "k.cursor", (self.field, self.value))
         return self._keys()

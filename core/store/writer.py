@@ -321,6 +321,9 @@ def change_keys(summary: Any) -> set[tuple[str, str]]:
     for supplier in suppliers if isinstance(suppliers, list) else ():
         if isinstance(supplier, dict) and isinstance(supplier.get("id"), str) and len(supplier["id"]) <= MAX_KEY:
             found.add(("supplier", supplier["id"]))
+    project = summary.get("project")  # the process's infrastructure project (core.store.projects)
+    if isinstance(project, str) and len(project) <= MAX_KEY:
+        found.add(("project", project))
     return found
 
 

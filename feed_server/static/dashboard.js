@@ -108,7 +108,8 @@ function row(change) {
     el("div", { class: "change-head" },
       el("span", { class: "kind" }, kind.es, kind.en ? el("span", { class: "en", lang: "en" }, ` / ${kind.en}`) : null),
       el("span", { class: "change-amount" }, money(changeAmount(summary), summary.currency))),
-    el("a", { class: "change-title", href: recordHref(change.ocid) }, summary.title || change.ocid),
+    el("a", { class: "change-title", href: change.kind === "project.updated"
+      ? `/projects/${encodeURIComponent(change.ocid)}` : recordHref(change.ocid) }, summary.title || change.ocid),
     el("dl", { class: "change-meta" },
       meta("Comprador / Buyer", summary.buyer?.name || summary.buyer?.id || "—"),
       suppliers.length ? meta("Proveedores / Suppliers", suppliers.join(", ")) : null,

@@ -218,12 +218,23 @@ async function load() {
   return true;
 }
 
+// The infrastructure project this process belongs to, if any, next to its ocid.
+async function linkProject() {
+  const answer = await getJSON(`/api/projects?view=overview&limit=1&ocid=${encodeURIComponent(ocid)}`).catch(() => null);
+  const project = answer?.body?.projects?.[0];
+  if (project) {
+    $("ocid").after(" · Proyecto ", el("span", { lang: "en" }, "/ Project"), ": ",
+      el("a", { id: "project-link", href: `/projects/${encodeURIComponent(project.id)}` }, project.title || project.id));
+  }
+}
+
 const STATES = { live: "En vivo / Live", backfill: "En vivo / Live", connecting: "Conectando… / Connecting…",
   waiting: "Sin conexión / Offline", error: "Error", stopped: "Detenido / Stopped" };
 
 async function main() {
   $("ocid").textContent = ocid;
   const found = await load();
+  linkProject();
   const stream = new ChangeStream({
     after: "now",
     filters: { ocid },

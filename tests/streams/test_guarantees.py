@@ -2,7 +2,10 @@
 
 Every scenario is compared with a clean run of the same 5,000 simulated releases: one worker, no
 crash, no rebalance. Equal means the same accepted releases (ocid, id, digest), byte-identical compiled
-and versioned records, and the same change events exactly once with cursors 1..N.
+and versioned records, and the same change events exactly once with cursors 1..N; and, for the infrastructure
+projects the simulated processes name (``planning.budget.projectID``), byte-identical projects whose
+``project.updated`` events chain their digests with none lost or repeated (how many there are depends on where
+batches began, since a batch rebuilds each project it touches once).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def clean(releases: list[pipeline.Release], tmp_path_factory: pytest.TempPathFac
         seconds = time.monotonic() - started
         assert len(snap.releases) == RELEASES
         assert len(snap.records) == len({r["ocid"] for r in releases})
+        assert len(snap.projects) > 100, "the simulated processes name too few projects to prove anything"
         pipeline.assert_gapless(snap)
         yield Clean(settings, items, snap, seconds)
 
@@ -116,6 +120,7 @@ def test_replay_and_shuffled_delivery_give_identical_records(
         shuffle = pipeline.snapshot(reordered)
         assert shuffle.releases == clean.snapshot.releases
         pipeline.assert_same_records(shuffle, clean.snapshot)
+        pipeline.assert_same_projects(shuffle, clean.snapshot)
         pipeline.assert_gapless(shuffle)
 
 
@@ -204,24 +209,24 @@ def test_redelivered_releases_change_nothing(releases: list[pipeline.Release], t
             assert worker.proc.poll() is None
             # the relay publishes each change once, not once per delivery
             deadline = time.monotonic() + 30
-            while len(published := read_topic(settings, settings.changes_topic, 1000)) < len(once.changes):
-                assert time.monotonic() < deadline, f"{len(published)} of {len(once.changes)} changes published"
+            while len(published := read_topic(settings, settings.changes_topic, 1000)) < len(once.cursors):
+                assert time.monotonic() < deadline, f"{len(published)} of {len(once.cursors)} changes published"
         finally:
             worker.stop()
         assert len(once.releases) == 100 and once.changes
         assert twice == once
         assert pipeline.count(settings, "rejected") == 0
-        assert sorted(int(m.headers["cursor"]) for m in published) == [c for c, *_ in once.changes]
+        assert sorted(int(m.headers["cursor"]) for m in published) == list(once.cursors)  # projects' too
 
 
 def test_every_change_is_indexed_by_its_buyer_and_suppliers(clean: Clean) -> None:
-    """The worker fills change_keys (the per-buyer and per-supplier feeds' index) with each change's buyer
-    and supplier ids, exactly as its event's summary names them."""
+    """The worker fills change_keys (the per-buyer, per-supplier and per-project feeds' index) with each change's
+    buyer, supplier and project ids, exactly as its event's summary names them."""
     events = pipeline.query(clean.settings, "SELECT cursor, event FROM changes")
     want = {(field, value, cursor) for cursor, event in events
             for field, value in writer.change_keys(orjson.loads(event)["summary"])}
     got = set(pipeline.query(clean.settings, "SELECT field, value, cursor FROM change_keys"))
-    assert {field for field, _, _ in want} == {"buyer", "supplier"}
+    assert {field for field, _, _ in want} == {"buyer", "supplier", "project"}
     assert len({cursor for _, _, cursor in want}) > len(events) // 2
     assert got == want
 

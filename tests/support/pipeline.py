@@ -9,12 +9,13 @@ snapshots, whatever crashed, rebalanced or was re-delivered on the way.
 from __future__ import annotations
 
 import functools
+import hashlib
 import itertools
 import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -158,7 +159,13 @@ class Snapshot:
 
     releases: frozenset[tuple[str, str, str]]  # (ocid, release id, digest)
     records: dict[str, tuple[bytes, bytes]]  # ocid -> (compiled, versioned), canonical JSON
-    changes: tuple[tuple[int, str, str, str], ...]  # (cursor, ocid, release id, kind), by cursor
+    changes: tuple[tuple[int, str, str, str], ...]  # (cursor, ocid, release id, kind), by cursor: processes'
+    # Projects are rebuilt once per batch, so how many project.updated events a run writes depends on where its
+    # batches began: what runs must agree on is the projects, and that each project's events chain its digests
+    # from nothing to the stored project (none lost, none repeated).
+    projects: dict[str, bytes] = field(default_factory=dict)  # id -> the OC4IDS project, canonical JSON
+    cursors: tuple[int, ...] = ()  # every change's cursor, projects' too
+    project_chains: dict[str, tuple[str | None, ...]] = field(default_factory=dict)  # id -> previous, digests...
 
     def change_counts(self) -> Counter[tuple[str, str, str]]:
         return Counter((ocid, rid, kind) for _, ocid, rid, kind in self.changes)
@@ -205,14 +212,35 @@ def snapshot(settings: Settings) -> Snapshot:
     derived = _versioned(settings, [ocid for ocid, v in rows if v is None])
     compiled = compiled_releases(settings)
     records = {ocid: (compiled[ocid], derived[ocid] if v is None else _canonical(v)) for ocid, v in rows}
-    changes = tuple((int(c), o, r, k) for c, o, r, k in
-                    query(settings, "SELECT cursor, ocid, release_id, kind FROM changes ORDER BY cursor"))
-    return Snapshot(releases, records, changes)
+    rows = query(settings, "SELECT cursor, ocid, release_id, kind FROM changes ORDER BY cursor")
+    changes = tuple((int(c), o, r, k) for c, o, r, k in rows if k != "project.updated")
+    projects = {pid: _canonical(data) for pid, data in query(settings, "SELECT id, data FROM projects")}
+    chains: dict[str, list[str | None]] = defaultdict(list)
+    for pid, previous, digest in query(settings, "SELECT ocid, event::jsonb #>> '{summary,previous}', "
+                                       "event::jsonb #>> '{summary,digest}' FROM changes "
+                                       "WHERE kind = 'project.updated' ORDER BY cursor"):
+        chains[pid] += [previous, digest]
+    return Snapshot(releases, records, changes, projects, tuple(int(c) for c, *_ in rows),
+                    {pid: tuple(chain) for pid, chain in chains.items()})
 
 
 def assert_gapless(snap: Snapshot) -> None:
-    cursors = [c for c, *_ in snap.changes]
+    cursors = list(snap.cursors) or [c for c, *_ in snap.changes]
     assert cursors == list(range(1, len(cursors) + 1)), "change cursors are not 1..N without gaps"
+
+
+def assert_same_projects(got: Snapshot, want: Snapshot) -> None:
+    """Byte-identical projects, each with its events chaining its digests from nothing to the stored project."""
+    assert sorted(got.projects) == sorted(want.projects), "the stores hold different projects"
+    for pid, data in want.projects.items():
+        assert got.projects[pid] == data, f"project {pid} differs"
+    for pid, data in got.projects.items():
+        chain = got.project_chains.get(pid, ())
+        assert chain and chain[0] is None, f"project {pid}: its first event is lost"
+        pairs = list(zip(chain[0::2], chain[1::2], strict=True))
+        assert all(a[1] == b[0] for a, b in zip(pairs, pairs[1:], strict=False)), \
+            f"project {pid}: a change was lost or repeated"
+        assert chain[-1] == hashlib.sha256(data).hexdigest(), f"project {pid}: the last event is not the project"
 
 
 def assert_same_records(got: Snapshot, want: Snapshot) -> None:
@@ -235,6 +263,7 @@ def assert_same_store(got: Snapshot, want: Snapshot) -> None:
         f"change events: {sum(duplicated.values())} duplicated (e.g. {list(duplicated)[:3]}), "
         f"{sum(missing.values())} missing (e.g. {list(missing)[:3]})")
     assert got.changes_by_ocid() == want.changes_by_ocid(), "an ocid's change events came in another order"
+    assert_same_projects(got, want)
     assert_gapless(got)
 
 

@@ -148,7 +148,9 @@ def wait_http(url: str, timeout: float = 30.0) -> None:
 
 
 def base_settings() -> Settings:
-    """The environment's settings, with the schema and extensions from ../shared (tests never download them)."""
-    from tests.conftest import EXTENSIONS_DIR, SCHEMA_DIR
+    """The environment's settings, with the schema, extensions and OC4IDS from ../shared (tests never download
+    them)."""
+    from tests.conftest import EXTENSIONS_DIR, SCHEMA_DIR, SHARED
 
-    return load_settings(schema_dir=SCHEMA_DIR, extensions_dir=EXTENSIONS_DIR, extensions_download=False)
+    return load_settings(schema_dir=SCHEMA_DIR, extensions_dir=EXTENSIONS_DIR, extensions_download=False,
+                         oc4ids_dir=SHARED / "oc4ids" / "0.9.4")
