@@ -114,8 +114,24 @@ def select(conn: Connection, *, publisher: str | None = None, since: datetime | 
     with conn.cursor() as cur:
         cur.execute(query + " ORDER BY id", args)
         rows = cur.fetchall()
-    return [DeadLetter(int(i), p, o, r, bytes(raw), tuple(f["rule"] for f in orjson.loads(findings)))
+    return [DeadLetter(int(i), p, *_identity(o, r, bytes(raw)), bytes(raw),
+                       tuple(f["rule"] for f in orjson.loads(findings)))
             for i, p, o, r, raw, findings in rows]
+
+
+def _identity(ocid: str | None, release_id: str | None, raw: bytes) -> tuple[str | None, str | None]:
+    """The dead letter's ocid and release id: stored, else read from its bytes (a release rejected before
+    parsing, e.g. for its publisher, has none stored); its ocid is its key, so its partition is right."""
+    if ocid and release_id:
+        return ocid, release_id
+    try:
+        parsed = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return ocid, release_id
+    if not isinstance(parsed, dict):
+        return ocid, release_id
+    found = (parsed.get("ocid"), parsed.get("id"))
+    return tuple(v if isinstance(v, str) and v else None for v in found)  # type: ignore[return-value]
 
 
 def _stored(conn: Connection, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:

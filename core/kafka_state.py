@@ -15,6 +15,7 @@ from core.exceptions import BrokerError, BrokerUnavailableError
 from core.settings import Settings
 
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
+BOOTSTRAP_TIMEOUT_MS = 5_000  # an unreachable broker is reported in seconds, not kafka-python's 30
 
 
 @contextmanager
@@ -24,7 +25,7 @@ def _admin(settings: Settings) -> Iterator[Any]:
 
     try:
         admin = KafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=10_000,
-                                 bootstrap_timeout_ms=10_000)
+                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}; "
                                      "start it with `ocds-live services up` or pass --bootstrap-servers") from exc
@@ -82,7 +83,8 @@ def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[str, dict[int
 
     try:
         consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                                 enable_auto_commit=False, request_timeout_ms=10_000)
+                                 enable_auto_commit=False, request_timeout_ms=10_000,
+                                 bootstrap_timeout_ms=BOOTSTRAP_TIMEOUT_MS)
     except KafkaError as exc:
         raise BrokerUnavailableError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
     try:

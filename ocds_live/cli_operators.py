@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -28,9 +29,15 @@ def _read_token(prompt: str) -> str:
     return token
 
 
+def _quiet_kafka() -> None:
+    """kafka-python logs each failed connection attempt; the command reports the failure once, itself."""
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)
+
+
 def _status(settings: Settings, args: argparse.Namespace) -> int:
     from core.status import gather, render
 
+    _quiet_kafka()
     while True:
         status = gather(settings, window=args.window)
         if args.json:
@@ -78,6 +85,7 @@ def _announce(name: str, path: Path, token: str | None) -> None:
 def _rejected(settings: Settings, args: argparse.Namespace) -> int:
     from consumers.retry import parse_since, retry
 
+    _quiet_kafka()
     since = parse_since(args.since) if args.since else None
     report = retry(settings, publisher=args.publisher, since=since, rule=args.rule, timeout=args.timeout)
     print(report.render(limit=args.show))
