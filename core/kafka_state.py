@@ -15,6 +15,7 @@ from core.exceptions import BrokerError, BrokerUnavailableError
 from core.settings import Settings
 
 COORDINATOR_LOGGER = "aiokafka.consumer.group_coordinator"
+SELECTOR_LOGGER = "kafka.net.selector"
 BOOTSTRAP_TIMEOUT_MS = 5_000  # an unreachable broker is reported in seconds, not kafka-python's 30
 
 
@@ -69,11 +70,23 @@ class RetriedCoordinatorLookups(logging.Filter):
         return True
 
 
-def route_coordinator_logs() -> None:
-    """Install :class:`RetriedCoordinatorLookups` on aiokafka's coordinator logger (idempotent)."""
-    target = logging.getLogger(COORDINATOR_LOGGER)
-    if not any(isinstance(f, RetriedCoordinatorLookups) for f in target.filters):
-        target.addFilter(RetriedCoordinatorLookups())
+class SlowSteps(logging.Filter):
+    """kafka-python's "Task … ran for 0.117s (>0.100s threshold)" is a timing diagnostic of its own network
+    loop (like asyncio's slow-callback warning), printed whenever the CPU is busy: shown with -v only."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno == logging.WARNING and "threshold). It is blocking the event loop" in str(record.msg):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.getLogger().isEnabledFor(logging.INFO)
+        return True
+
+
+def route_library_logs() -> None:
+    """Install the filters above on the Kafka clients' loggers (idempotent)."""
+    for name, kind in ((COORDINATOR_LOGGER, RetriedCoordinatorLookups), (SELECTOR_LOGGER, SlowSteps)):
+        target = logging.getLogger(name)
+        if not any(isinstance(f, kind) for f in target.filters):
+            target.addFilter(kind())
 
 
 def end_offsets(settings: Settings, topics: Iterable[str]) -> dict[str, dict[int, int]]:

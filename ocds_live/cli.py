@@ -77,12 +77,11 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 def _process(settings: Settings, args: argparse.Namespace) -> int:
     from core.kafka import ensure_topics
-    from core.kafka_state import route_coordinator_logs, wait_for_coordinator
+    from core.kafka_state import wait_for_coordinator
     from streams.app import run_worker
 
     ensure_topics(settings)
     wait_for_coordinator(settings, settings.app_id)
-    route_coordinator_logs()
     print(f"ocds-live processor: consuming {settings.releases_topic} from {settings.kafka_bootstrap_servers} "
           f"as group {settings.app_id}", flush=True)
     sys.argv = [sys.argv[0], "worker"]
@@ -136,7 +135,22 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from consumers.replay import replay
 
-    print(replay(settings, group=args.group, force=args.force).report())
+    bar = None
+
+    def progress(done: int, total: int) -> None:  # a bar with the ETA, on a terminal
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit=" messages", file=sys.stderr, disable=not sys.stderr.isatty())
+        bar.update(done - bar.n)
+
+    try:
+        summary = replay(settings, group=args.group, force=args.force, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(summary.report())
     return 0
 
 
@@ -238,6 +252,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # pgserver's platformdirs, harmless
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.kafka_state import route_library_logs
+
+    route_library_logs()  # retried lookups and slow-step diagnostics of the Kafka clients are not problems
     try:
         settings = settings_from(args)
         result: int = args.handler(settings, args)

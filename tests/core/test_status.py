@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from core.kafka_state import RetriedCoordinatorLookups, wait_for_coordinator
+from core.kafka_state import RetriedCoordinatorLookups, SlowSteps, wait_for_coordinator
 from core.status import Delay, Lag, Status, lags_of, parse_date, percentile, render
 from tests.support import pipeline
 from tests.support.stack import Process, base_settings, cli, fresh_stack
@@ -63,6 +63,16 @@ def test_retried_coordinator_lookups_are_warnings() -> None:
 
     assert record(CoordinatorNotAvailableError()).levelname == "WARNING"
     assert record(GroupAuthorizationFailedError()).levelname == "ERROR"
+
+
+def test_slow_step_diagnostics_are_info() -> None:
+    """kafka-python's slow-step timing warning is logged at INFO (shown with -v); its other warnings stay."""
+    slow = logging.LogRecord("kafka.net.selector", logging.WARNING, "x", 1, "Task <t> ran for 0.117s (>0.100s "
+                             "threshold). It is blocking the event loop -- likely a tight sync loop", None, None)
+    other = logging.LogRecord("kafka.net.selector", logging.WARNING, "x", 1, "Task left RUNNING", None, None)
+    SlowSteps().filter(slow)
+    SlowSteps().filter(other)
+    assert (slow.levelname, other.levelname) == ("INFO", "WARNING")
 
 
 @pytest.mark.integration
