@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,9 +12,10 @@ import orjson
 import pytest
 
 from core.kafka_state import RetriedCoordinatorLookups, SlowSteps, wait_for_coordinator
+from core.settings import Settings
 from core.status import Delay, Lag, Status, lags_of, parse_date, percentile, render
 from tests.support import pipeline
-from tests.support.stack import Process, base_settings, cli, fresh_stack
+from tests.support.stack import REPO, Process, base_settings, cli, env_for, fresh_stack
 
 
 def test_percentile_is_the_nearest_rank() -> None:
@@ -109,3 +112,20 @@ def test_status_of_a_running_pipeline(tmp_path: Path) -> None:
         assert "PROBLEM: kafka: cannot reach Kafka at 127.0.0.1:1" in down.stdout
         assert "releases 60" in down.stdout
         assert "ERROR" not in worker.output()
+        assert _watch_refreshes(settings, tmp_path) >= 2
+
+
+def _watch_refreshes(settings: Settings, tmp_path: Path) -> int:
+    """How many tables ``status --watch 0.2`` printed within 20 s (stopped at its second)."""
+    log = tmp_path / "watch.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "ocds_live.cli", "status", "--watch", "0.2"],
+                                env=env_for(settings), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and log.read_text().count("ocds-live status at") < 2:
+                time.sleep(0.2)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return log.read_text().count("ocds-live status at")
