@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
-from core.exceptions import BrokerError, BrokerUnavailableError, OcdsLiveError
+from core.exceptions import OcdsLiveError
 from core.settings import Settings
 from core.store.connection import Connection, connect
 from core.store.locks import RELAY_LOCK
@@ -82,25 +82,13 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 def topic_end_offsets(settings: Settings) -> dict[int, int]:
     """The releases topic's end offset per partition, now; BrokerError when it cannot be read."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
+    from core.kafka_state import end_offsets
 
     topic = settings.releases_topic
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=None,
-                                 request_timeout_ms=10_000)
-    except KafkaError as exc:
-        raise BrokerUnavailableError(f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}") from exc
-    try:
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise ReplayError(f"the topic {topic!r} does not exist: there is nothing to replay")
-        ends = consumer.end_offsets([TopicPartition(topic, p) for p in sorted(partitions)])
-        return {tp.partition: int(offset) for tp, offset in ends.items()}
-    except KafkaError as exc:
-        raise BrokerError(f"cannot read the end offsets of {topic!r}: {exc}") from exc
-    finally:
-        consumer.close()
+    ends = end_offsets(settings, [topic])[topic]
+    if not ends:
+        raise ReplayError(f"the topic {topic!r} does not exist: there is nothing to replay")
+    return ends
 
 
 def _group_is_new(settings: Settings, group: str) -> bool:

@@ -193,7 +193,7 @@ def alert_line(alert: Alert) -> bytes:
 
 def alert_text(alert: Alert) -> bytes:
     """The alert as one line for people: rule, process, title, link."""
-    link = alert.record_url or alert.ocid
+    link = alert.record_url.replace("/api/records/", "/records/", 1) if alert.record_url else alert.ocid  # the page
     return f"ALERT {alert.rule:<24} {alert.ocid}  {alert.message}  {link}\n".encode()
 
 

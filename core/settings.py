@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     )
     websub_hub: str | None = Field(default=None, description="a WebSub hub to advertise in Atom feeds")
     read_rate_limit: float = Field(default=50.0, gt=0, description="API requests per second per client")
+    publisher_rate_limit: float = Field(
+        default=200.0, gt=0, description="releases per second over HTTP ingest for a publisher whose entry sets none"
+    )
     operator_token: SecretStr | None = None
 
     @cached_property

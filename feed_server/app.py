@@ -18,7 +18,7 @@ from core.publishers import load_publishers
 from core.schema import load_schema
 from core.settings import Settings
 from core.store.connection import database_url
-from feed_server import api, atom, ingest, pages, projects, search, ws
+from feed_server import api, atom, ingest, pages, projects, search, status, ws
 from feed_server.hub import ChangeHub, Database
 from feed_server.metrics import METRICS
 from feed_server.ratelimit import ClientLimiter
@@ -103,7 +103,8 @@ def create_app(settings: Settings) -> FastAPI:
         METRICS.head.set(hub.head)
         METRICS.ws_lag_max.set(max(lags, default=0))
         METRICS.ws_lag_sum.set(sum(lags))
-        return Response(generate_latest(METRICS.registry), media_type=CONTENT_TYPE_LATEST)
+        body = generate_latest(METRICS.registry) + await status.exposition(request.app)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
 
     app.include_router(projects.router)  # first: /api/bulk/projects.jsonl.gz before api's /api/bulk/{kind}
     app.include_router(api.router)
@@ -112,6 +113,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(atom.router)
     app.include_router(search.router)
     app.include_router(pages.router)
+    app.include_router(status.router)
     return app
 
 

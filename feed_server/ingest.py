@@ -1,7 +1,20 @@
 """``POST /api/releases``: publishers push releases over HTTP with a bearer token.
 
 The answer is 202 only after Kafka acknowledged every release (``acks=all``). Everything is checked
-before anything is sent, so a refusal (400, 401, 403, 413, 429) sends nothing. When Kafka cannot be
+before anything is sent, so a refusal sends nothing. The limits, all on by default:
+
+=====================================================  ======  ==============================================
+limit                                                  status  setting
+=====================================================  ======  ==============================================
+no token, or a token of no publisher                   401     the publishers file
+an ocid outside the publisher's prefixes               403     the publishers file
+a body over the size limit (declared or streamed)      413     ``OCDS_LIVE_MAX_RELEASE_BYTES`` (10 MiB)
+not JSON; a release without ocid/id/date; too deep     400     ``OCDS_LIVE_MAX_DEPTH`` (64 levels)
+releases per second per publisher                      429     ``rate_limit`` of the publisher, else
+                                                               ``OCDS_LIVE_PUBLISHER_RATE_LIMIT`` (200/s)
+=====================================================  ======  ==============================================
+
+A 429 carries ``Retry-After``; every refusal is ``{"error": message, "status": status}``. When Kafka cannot be
 reached the answer is 503 with Retry-After; the producer's delivery timeout has then expired, so
 nothing of that request is written later. A retry is safe: the same release again changes nothing.
 """
@@ -15,6 +28,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 
+from core.checks import too_deep
 from core.exceptions import AuthenticationError, BrokerError, ExtensionUnavailableError, PrefixNotAllowedError
 from core.extensions import ExtensionResolver
 from core.kafka import OutgoingRelease, ReleaseProducer
@@ -54,10 +68,12 @@ class Ingest:
         if self._producer is not None:
             self._producer.close(timeout=5)
 
+    def rate_of(self, publisher: Publisher) -> float:
+        """The publisher's own rate limit, else the default one: a limit is always on."""
+        return float(publisher.rate_limit or self.settings.publisher_rate_limit)
+
     def wait_for(self, publisher: Publisher, n: int) -> float:
-        if not publisher.rate_limit:
-            return 0.0
-        bucket = self.buckets.setdefault(publisher.name, TokenBucket(float(publisher.rate_limit)))
+        bucket = self.buckets.setdefault(publisher.name, TokenBucket(self.rate_of(publisher)))
         return bucket.take(n)
 
     def unavailable(self, urls: tuple[str, ...]) -> dict[str, str]:
@@ -133,13 +149,17 @@ async def post_releases(request: Request) -> JSON:
             publisher.check(item["ocid"])
         except PrefixNotAllowedError as exc:
             return problem(403, f"{where}/ocid: {exc}")
+        deep = too_deep(item, settings.max_depth)
+        if deep is not None:
+            return problem(400, f"{where}{deep.pointer}: {deep.message}")
         outgoing.append(OutgoingRelease(item["ocid"], item["id"], orjson.dumps(item), publisher.name, "http",
                                         extensions))
 
     wait = ingest.wait_for(publisher, len(outgoing))
     if wait > 0:
         retry = str(max(1, int(wait + 0.999)))
-        return problem(429, f"publisher {publisher.name!r} is over its rate of {publisher.rate_limit} releases/s; "
+        rate = ingest.rate_of(publisher)
+        return problem(429, f"publisher {publisher.name!r} is over its rate of {rate:g} releases/s; "
                             f"retry after {retry}s", **{"Retry-After": retry})
     try:
         ids = await asyncio.to_thread(ingest.send, outgoing)

@@ -13,6 +13,36 @@ from core.settings import Settings, load_settings
 
 Handler = Callable[[Settings, argparse.Namespace], int]
 
+# The settings people reach for, as options: (option, Settings field, help). An option left out keeps
+# the environment's value (DATABASE_URL, KAFKA_BOOTSTRAP_SERVERS, OCDS_LIVE_*), else the default.
+SETTING_OPTIONS: dict[str, tuple[str, str, str]] = {
+    "database_url": ("--database-url", "database_url",
+                     "PostgreSQL DSN (default: $DATABASE_URL, else the embedded PostgreSQL under the data dir)"),
+    "bootstrap_servers": ("--bootstrap-servers", "kafka_bootstrap_servers",
+                          "Kafka brokers, host:port[,host:port] (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:9092)"),
+    "publishers_file": ("--publishers-file", "publishers_file",
+                        "the publishers file (default: $OCDS_LIVE_PUBLISHERS_FILE or config/publishers.toml)"),
+    "schema_dir": ("--schema-dir", "schema_dir",
+                   "folder with the OCDS 1.1.5 schema (default: $OCDS_LIVE_SCHEMA_DIR, else downloaded once)"),
+    "data_dir": ("--data-dir", "data_dir",
+                 "local services' data and logs (default: $OCDS_LIVE_DATA_DIR or ./.local)"),
+}
+
+
+def add_setting_options(parser: argparse.ArgumentParser, *names: str, **helps: str) -> None:
+    """Add the options of SETTING_OPTIONS named ``names``; ``helps`` replaces a name's help text."""
+    for name in names:
+        flag, _, text = SETTING_OPTIONS[name]
+        parser.add_argument(flag, dest=f"setting_{name}", default=None, metavar=name.split("_")[-1].upper(),
+                            help=helps.get(name, text))
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """The one Settings object: the environment, overridden by the options given on the command line."""
+    overrides = {field: getattr(args, f"setting_{name}") for name, (_, field, _) in SETTING_OPTIONS.items()
+                 if getattr(args, f"setting_{name}", None) is not None}
+    return load_settings(**overrides)
+
 
 def _services(settings: Settings, args: argparse.Namespace) -> int:
     from ocds_live import services
@@ -68,9 +98,11 @@ def _projects(settings: Settings, args: argparse.Namespace) -> int:
 
 def _process(settings: Settings, args: argparse.Namespace) -> int:
     from core.kafka import ensure_topics
+    from core.kafka_state import wait_for_coordinator
     from streams.app import run_worker
 
     ensure_topics(settings)
+    wait_for_coordinator(settings, settings.app_id)
     print(f"ocds-live processor: consuming {settings.releases_topic} from {settings.kafka_bootstrap_servers} "
           f"as group {settings.app_id}", flush=True)
     sys.argv = [sys.argv[0], "worker"]
@@ -124,7 +156,22 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
     from consumers.replay import replay
 
-    print(replay(settings, database_url=args.database_url, group=args.group, force=args.force).report())
+    bar = None
+
+    def progress(done: int, total: int) -> None:  # a bar with the ETA, on a terminal
+        nonlocal bar
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit=" messages", file=sys.stderr, disable=not sys.stderr.isatty())
+        bar.update(done - bar.n)
+
+    try:
+        summary = replay(settings, group=args.group, force=args.force, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(summary.report())
     return 0
 
 
@@ -148,45 +195,56 @@ def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ocds_live.cli_operators import add_operator_commands
+
     parser = argparse.ArgumentParser(prog="ocds-live", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("services", help="local Kafka + PostgreSQL (embedded defaults)")
-    p.add_argument("action", choices=["up", "down", "status"])
+    p.add_argument("action", choices=["up", "down", "status"], help="start, stop, or show the local services")
+    add_setting_options(p, "data_dir", "bootstrap_servers")
     p.set_defaults(handler=_services)
 
     p = sub.add_parser("db", help="the store's schema")
-    p.add_argument("action", choices=["migrate"])
+    p.add_argument("action", choices=["migrate"], help="apply the schema migrations not applied yet")
+    add_setting_options(p, "database_url")
     p.set_defaults(handler=_db)
 
     p = sub.add_parser("projects", help="supply the project-level fields of OCDS_LIVE_PROJECTS_FILE (OC4IDS)")
-    p.add_argument("action", choices=["apply"])
+    p.add_argument("action", choices=["apply"],
+                   help="apply: check each project of the file against OC4IDS and store it (idempotent)")
     p.set_defaults(handler=_projects)
 
     p = sub.add_parser("process", help="run a stream-processing worker (start several for throughput)")
-    p.add_argument("--loglevel", default="warning")
+    p.add_argument("--loglevel", default="warning", choices=["debug", "info", "warning", "error"],
+                   help="the worker's log level (default: warning)")
+    add_setting_options(p, "database_url", "bootstrap_servers", "publishers_file", "schema_dir")
     p.set_defaults(handler=_process)
 
     p = sub.add_parser("serve", help="the feed server: websocket, API, pages")
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("load", help="bulk-load releases into Kafka ('-' for stdin)")
-    p.add_argument("paths", nargs="+")
-    p.add_argument("--publisher", default="bulk", help="a publisher from the publishers file")
-    p.add_argument("--rate", type=float, default=None, help="releases per second, at most")
+    p.add_argument("paths", nargs="+", help="release packages, record packages, JSON Lines, .gz files, or '-'")
+    p.add_argument("--publisher", default="bulk", help="a publisher from the publishers file (default: bulk)")
+    p.add_argument("--rate", type=float, default=None, help="releases per second, at most (default: no limit)")
+    add_setting_options(p, "bootstrap_servers")
     p.set_defaults(handler=_load)
 
     p = sub.add_parser("simulate", help="a realistic stream of Mexican federal procurement")
-    p.add_argument("--rate", type=float, default=None, help="releases per second, at most")
-    p.add_argument("--processes", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--defect-rate", type=float, default=0.0, help="share of releases broken on purpose")
+    p.add_argument("--rate", type=float, default=None, help="releases per second, at most (default: no limit)")
+    p.add_argument("--processes", type=int, default=1000, help="contracting processes to simulate (default: 1000)")
+    p.add_argument("--seed", type=int, default=1, help="the random seed: the same seed gives the same stream")
+    p.add_argument("--defect-rate", type=float, default=0.0, help="share of releases broken on purpose (0-1)")
     p.add_argument("--out", help="write JSON Lines for `load` instead of sending")
+    add_setting_options(p, "bootstrap_servers")
     p.set_defaults(handler=_simulate)
 
     p = sub.add_parser("replay", help="rebuild the store from the release topic")
-    p.add_argument("--database-url", help="the store to rebuild (default: DATABASE_URL); it must hold no records")
+    add_setting_options(p, "database_url", "bootstrap_servers", "publishers_file", "schema_dir",
+                        database_url="the PostgreSQL store to rebuild; it must hold no records (default: "
+                        "$DATABASE_URL, else the embedded one)")
     p.add_argument("--group", help="a new consumer group (default: <app_id>-replay-<random>)")
     p.add_argument("--force", action="store_true", help="replay into a store that already holds records")
     p.set_defaults(handler=_replay)
@@ -206,9 +264,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_watch)
 
     p = sub.add_parser("demo", help="everything together on the embedded defaults")
-    p.add_argument("--rate", type=float, default=20.0)
-    p.add_argument("--processes", type=int, default=5000)
+    p.add_argument("--rate", type=float, default=20.0, help="simulated releases per second (default: 20)")
+    p.add_argument("--processes", type=int, default=5000, help="contracting processes to simulate (default: 5000)")
+    add_setting_options(p, "data_dir")
     p.set_defaults(handler=_demo)
+
+    add_operator_commands(sub, add_setting_options)
     return parser
 
 
@@ -217,8 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")  # pgserver's platformdirs, harmless
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from core.kafka_state import route_library_logs
+
+    route_library_logs()  # retried lookups and slow-step diagnostics of the Kafka clients are not problems
     try:
-        settings = load_settings()
+        settings = settings_from(args)
         result: int = args.handler(settings, args)
         return result
     except OcdsLiveError as exc:

@@ -158,8 +158,9 @@ class KafkaService:
         log4j = f"-Dlog4j2.configurationFile={KAFKA_DIR / 'log4j2.properties'}"
         if not (self.home / "data" / "meta.properties").exists():
             fmt = subprocess.run(
-                [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t",
-                 _kafka_uuid(), "-c", str(config), "--ignore-formatted"],
+                [java, log4j, "-cp", classpath, "kafka.tools.StorageTool", "format",
+                 f"--cluster-id={_kafka_uuid()}",  # one id in 64 starts with "-": not as a separate argument
+                 "-c", str(config), "--ignore-formatted"],
                 capture_output=True, text=True, check=False,
             )
             if fmt.returncode != 0:

@@ -47,6 +47,11 @@ class Incoming:
     def where(self) -> Where:
         return Where(topic=self.topic, partition=self.partition, offset=self.offset)
 
+    @property
+    def declared(self) -> tuple[str, ...]:
+        """The extensions the release's package declares (its ``extensions`` header)."""
+        return parse_extensions(self.headers.get(HEADER_EXTENSIONS))
+
 
 @dataclass
 class BatchResult:
@@ -136,7 +141,7 @@ class BatchProcessor:
         if publisher is None:
             finding = Finding("", "publisher", f"unknown publisher {name!r}: register it in the publishers file")
             return None, [finding]
-        extensions = extension_set(parse_extensions(msg.headers.get(HEADER_EXTENSIONS)), publisher.extensions)
+        extensions = extension_set(msg.declared, publisher.extensions)
         profile = self.profiles.profile(extensions)
         verdict = self.profiles.validator(extensions).check(
             msg.value, policy=publisher.policy, prefixes=publisher.checked_prefixes, rules=publisher.rules,
@@ -242,7 +247,7 @@ class BatchProcessor:
             result.accepted = len(stored)
             for msg, findings, release in rejected:
                 writer.insert_rejected(cur, msg.value, findings, msg.headers.get(HEADER_PUBLISHER), release,
-                                       msg.topic, msg.partition, msg.offset)
+                                       msg.topic, msg.partition, msg.offset, msg.declared)
             result.rejected = len(rejected)
             writer.save_offsets(cur, self.group, {
                 (m.topic, m.partition): m.offset + 1 for m in sorted(fresh, key=lambda m: m.offset)
@@ -387,7 +392,7 @@ class BatchProcessor:
             with translated_errors(), conn.cursor() as cur:
                 writer.lock_offsets(cur, self.group, [(msg.topic, msg.partition)])
                 writer.insert_rejected(cur, msg.value, [finding], msg.headers.get(HEADER_PUBLISHER), None,
-                                       msg.topic, msg.partition, msg.offset)
+                                       msg.topic, msg.partition, msg.offset, msg.declared)
                 writer.save_offsets(cur, self.group, {(msg.topic, msg.partition): msg.offset + 1})
             conn.commit()
         except BaseException:

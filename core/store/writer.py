@@ -349,15 +349,16 @@ def append_changes(cur: Cursor, events: list[dict[str, Any]], base_url: str, fir
 
 def insert_rejected(
     cur: Cursor, raw: bytes, findings: list[Finding], publisher: str | None, release: Release | None,
-    topic: str, partition: int, offset: int,
+    topic: str, partition: int, offset: int, extensions: Sequence[str] = (),
 ) -> None:
+    """Keep a rejected release with its findings, where it was read and the extensions its package declared."""
     ocid = release.get("ocid") if isinstance(release, dict) else None
     release_id = release.get("id") if isinstance(release, dict) else None
     cur.execute(
         "INSERT INTO rejected (publisher, ocid, release_id, findings, raw, source_topic, source_partition, "
-        "source_offset) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+        "source_offset, extensions) VALUES (%s, %s, %s, %s::jsonb, %s, %s, %s, %s, %s::text[]) ON CONFLICT DO NOTHING",
         (publisher, ocid if isinstance(ocid, str) else None, release_id if isinstance(release_id, str) else None,
-         json_text([f.as_dict() for f in findings]), raw, topic, partition, offset),
+         json_text([f.as_dict() for f in findings]), raw, topic, partition, offset, list(extensions)),
     )
 
 

@@ -107,5 +107,5 @@ def test_text_alert_names_the_rule_the_process_and_its_record() -> None:
     """``--text`` lines say which rule fired on which process, in Spanish and English, with the record's link."""
     line = alert_text(Alert("single-bidder", "ocds-07smqs-1", MESSAGES["single-bidder"], 7,
                             "http://x/api/records/ocds-07smqs-1")).decode()
-    assert line.startswith("ALERT single-bidder") and line.endswith("http://x/api/records/ocds-07smqs-1\n")
+    assert line.startswith("ALERT single-bidder") and line.endswith("http://x/records/ocds-07smqs-1\n")
     assert "ocds-07smqs-1" in line and "Un solo licitante / Single bidder" in line

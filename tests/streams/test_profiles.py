@@ -169,7 +169,8 @@ def test_unavailable_extension_rejects_for_strict_and_warns_for_lenient_publishe
     valid = copy.deepcopy(apf[0])
     valid["tender"]["value"]["currency"] = "MXN"  # its one other error: an amount without a currency
     assert feeder.send([valid], "simulator", [MISSING]).rejected == 1
-    (findings,) = feeder.query("SELECT findings FROM rejected")[0]
+    (findings, kept_extensions) = feeder.query("SELECT findings, extensions FROM rejected")[0]
+    assert kept_extensions == [MISSING], "a retry must re-send what the package declared"
     errors = [f for f in findings if f["severity"] == "error"]
     assert [f["rule"] for f in errors] == ["extension-unavailable"] and MISSING in errors[0]["message"]
     assert feeder.send([apf[1]], "shcp", [MISSING]).accepted == 1
