@@ -108,6 +108,13 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    if args.service:
+        from consumers.watchdog_service import run_service
+
+        print(f"ocds-live watch: consumer group {settings.watchdog_group_id} on {settings.changes_topic}; alerts in "
+              f"the store ({settings.base_url}/api/alerts), webhooks delivered", file=sys.stderr, flush=True)
+        run_service(settings)
+        return 0
     from consumers.watch import Rules, run
 
     url = args.url or f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes"
@@ -167,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_replay)
 
     p = sub.add_parser("watch", help="the watchdog bot: red-flag alerts from the change feed, as JSON lines")
+    p.add_argument("--service", action="store_true", help="run as the watchdog service: a consumer group on the change "
+                   "topic, alerts stored and delivered (config/redflags.toml; the options below do not apply)")
     p.add_argument("--url", help="the feed's websocket URL (default: this feed server's /ws/changes)")
     p.add_argument("--after", default="now", help="a cursor, 'start' or 'now' (default)")
     p.add_argument("--buyer", help="watch one buyer id only")
