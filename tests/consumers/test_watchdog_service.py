@@ -39,9 +39,10 @@ def consumed(settings: Settings) -> tuple[int, int]:
         with conn.cursor() as cur:
             cur.execute("SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE consumer_group = %s",
                         (settings.watchdog_group_id,))
-            done = int(cur.fetchone()[0])
+            (done,) = cur.fetchone() or (0,)
             cur.execute("SELECT count(*) FROM changes")
-            return done, int(cur.fetchone()[0])
+            (total,) = cur.fetchone() or (0,)
+            return int(done), int(total)
     finally:
         conn.close()
 

@@ -104,7 +104,7 @@ def log(settings: Settings, webhook_id: int) -> list[dict[str, Any]]:
         conn.close()
 
 
-def test_a_failing_receiver_gets_each_alert_once_in_order_after_retries(alerted: tuple[Settings, int]) -> None:
+def test_a_failing_receiver_gets_each_alert_once_in_order_after_retries(alerted: tuple[Settings, list[int]]) -> None:
     """Three 500s first, then every event accepted exactly once, in cursor order, each signature verified."""
     settings, cursors = alerted
     assert len(cursors) == 6
@@ -126,7 +126,7 @@ def test_a_failing_receiver_gets_each_alert_once_in_order_after_retries(alerted:
     assert sum(n for (_, outcome), n in outcomes.items() if outcome == "delivered") == len(cursors)
 
 
-def test_a_receiver_that_never_answers_is_given_up_after_the_maximum_age(alerted: tuple[Settings, int]) -> None:
+def test_a_receiver_that_never_answers_is_given_up_after_the_maximum_age(alerted: tuple[Settings, list[int]]) -> None:
     """With a 0.3 s maximum age every event ends ``failed`` after its retries, and the webhook moves on."""
     settings, cursors = alerted
     conn = psycopg2.connect(settings.database_url)
