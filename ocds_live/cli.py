@@ -108,6 +108,10 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _watch(settings: Settings, args: argparse.Namespace) -> int:
+    if args.count:
+        from consumers.redflags_batch import main
+
+        return main(args.count, settings)
     if args.service:
         from consumers.watchdog_service import run_service
 
@@ -176,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("watch", help="the watchdog bot: red-flag alerts from the change feed, as JSON lines")
     p.add_argument("--service", action="store_true", help="run as the watchdog service: a consumer group on the change "
                    "topic, alerts stored and delivered (config/redflags.toml; the options below do not apply)")
+    p.add_argument("--count", nargs="+", metavar="PATH", help="count the red flags over release files, in batch")
     p.add_argument("--url", help="the feed's websocket URL (default: this feed server's /ws/changes)")
     p.add_argument("--after", default="now", help="a cursor, 'start' or 'now' (default)")
     p.add_argument("--buyer", help="watch one buyer id only")
