@@ -35,7 +35,8 @@ def compile_all(releases: Iterable[dict[str, Any]], merger: RecordMerger
     published: dict[str, dict[str, str]] = {}
     failed = 0
     for ocid, own in by_ocid.items():
-        record, seen = None, {}
+        record = None
+        seen: dict[str, str] = {}
         for release in sorted(own, key=order_key):
             try:
                 record = merger.extend(record, release)
