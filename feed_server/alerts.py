@@ -5,8 +5,8 @@
   following ``links.next`` returns every matching event once, in order, also while alerts are written.
 - ``GET /feeds/alerts.atom?rule=&buyer=``, ``/feeds/alerts/buyer/{id}.atom``, ``/feeds/alerts/rule/{code}.atom``:
   the newest events as Atom (no archives: the JSON feed is the complete, resumable one).
-- ``GET /api/flags``: active alerts counted by rule, buyer and month; ``GET /api/flags/{ocid}``: a process's
-  active flags with their evidence.
+- ``GET /api/flags``: active alerts counted by rule, buyer and month (the page ``/flags`` shows them);
+  ``GET /api/flags/{ocid}``: a process's active flags with their evidence (the process page shows them).
 - ``POST /api/webhooks`` (operator token): register ``{"url", "rules"?, "buyer"?, "after"?}``; the answer holds
   the signing secret, shown once. ``GET /api/webhooks/{id}/deliveries`` (operator token): the delivery log.
 
@@ -23,11 +23,12 @@ from urllib.parse import quote, urlencode
 from fastapi import APIRouter, Query, Request
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, Field
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 
 from core.redflags.rules import RULES, title
 from core.store import alerts, webhooks
 from feed_server.atom_render import clean
+from feed_server.pages import SECURITY_HEADERS, STATIC
 from feed_server.responses import JSON, problem
 
 router = APIRouter()
@@ -77,6 +78,12 @@ async def list_alerts(
     base = request.app.state.settings.base_url
     return JSON({"alerts": [event for _, _, event in rows], "next_cursor": position, "head": head,
                  "links": {"next": f"{base}/api/alerts?{query}"}})
+
+
+@router.get("/flags", include_in_schema=False)
+async def flags_page() -> FileResponse:
+    """The flags page: active alerts counted by rule, buyer and month."""
+    return FileResponse(STATIC / "flags.html", media_type="text/html; charset=utf-8", headers=SECURITY_HEADERS)
 
 
 @router.get("/api/flags", response_class=JSON)
