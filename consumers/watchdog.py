@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.exceptions import OcdsLiveError
 from core.merge import RecordMerger
 from core.redflags import mexico, population
 from core.redflags.cardinal import bid_counts, bid_ratio
@@ -86,6 +87,27 @@ class Engine:
             raise
         return events
 
+    def process_isolating(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
+        """:meth:`process`; if a rule fails on some data (a defect, not store trouble), each message alone, and one
+        that still fails is logged with where it was read and passed over (its offset stored), losing nothing else."""
+        try:
+            return self.process(messages)
+        except OcdsLiveError:
+            raise
+        except Exception:  # noqa: BLE001 - isolate the message that breaks a rule
+            logger.exception("a watchdog batch failed; evaluating its %d messages one by one", len(messages))
+        events = []
+        for m in messages:
+            try:
+                events += self.process([m])
+            except OcdsLiveError:
+                raise
+            except Exception:  # noqa: BLE001
+                logger.exception("skipping the change of %s at %s[%s]@%s: a rule failed on it", m.ocid, self.topic,
+                                 m.partition, m.offset)
+                events += self.process([Message(m.partition, m.offset, "")])
+        return events
+
     def _evaluate(self, cur: Any, messages: Sequence[Message], compiled: dict[str, dict[str, Any]]) -> list[Any]:
         config, base = self.config, self.base_url
         dates: dict[str, str | None] = {}
@@ -102,8 +124,7 @@ class Engine:
                 continue
             date = dates[ocid]
             items = [key for key, _, _ in mexico.dated_items(release)]
-            published = alerts.first_published(cur, ocid, items, date) if date else None
-            flags += process_flags(ocid, release, config, published)
+            flags += process_flags(ocid, release, config, alerts.first_published(cur, ocid, items, date))
             pairs |= alerts.replace_direct_awards(cur, ocid, mexico.direct_awards(ocid, release, config))
             ratio = bid_ratio(release, config)
             if ratio is not None:

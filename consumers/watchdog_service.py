@@ -74,22 +74,39 @@ class WatchdogService:
         return consumer
 
     def _rewind(self, consumer: Any) -> None:
-        """After a failed batch: every assigned partition back to its stored offset, to be read again."""
-        stored = self.engine.stored_offsets()
-        for tp in consumer.assignment():
-            consumer.seek(tp, stored.get(tp.partition, 0))
+        """After a failed batch: every assigned partition back to its stored offset, to be read again (with a new
+        connection, until the store answers)."""
+        while not self.stop.is_set():
+            try:
+                self.engine.conn.close()
+                self.engine.conn = connect(self.settings)
+                stored = self.engine.stored_offsets()
+            except OcdsLiveError as exc:
+                logger.warning("the store is unavailable (%s); retrying in 2s", exc)
+                self.stop.wait(2.0)
+                continue
+            for tp in consumer.assignment():
+                consumer.seek(tp, stored.get(tp.partition, 0))
+            return
 
     def run(self) -> None:
         """Consume until ``stop`` is set; a failed batch (store or broker trouble) is retried, never skipped."""
+        from kafka.errors import KafkaError
+
         consumer = self._consumer()
         try:
             while not self.stop.is_set():
-                polled = consumer.poll(timeout_ms=500)
+                try:
+                    polled = consumer.poll(timeout_ms=500)
+                except KafkaError as exc:  # the broker went away: the client reconnects on the next poll
+                    logger.warning("polling the change topic failed (%s); retrying in 2s", exc)
+                    self.stop.wait(2.0)
+                    continue
                 messages = [_message(r) for records in polled.values() for r in records]
                 if not messages:
                     continue
                 try:
-                    events = self.engine.process(messages)
+                    events = self.engine.process_isolating(messages)
                 except OcdsLiveError as exc:
                     logger.warning("watchdog batch failed (%s); reading it again in 2s", exc)
                     self.stop.wait(2.0)

@@ -86,10 +86,11 @@ def append_events(cur: Cursor, events: list[dict[str, Any]]) -> list[dict[str, A
 
 # -- history the rules keep ---------------------------------------------------------------------------
 
-def first_published(cur: Cursor, ocid: str, items: Iterable[str], date: str) -> dict[str, str]:
-    """When each of ``items`` of ``ocid`` was first published: ``date`` for those not seen before."""
+def first_published(cur: Cursor, ocid: str, items: Iterable[str], date: str | None) -> dict[str, str]:
+    """When each item of ``ocid`` was first published: ``date`` for those of ``items`` not seen before (none are
+    recorded when the change has no date)."""
     keys = list(dict.fromkeys(items))
-    if keys:
+    if keys and date is not None:
         cur.execute("INSERT INTO redflag_first_published (ocid, item, published) SELECT %s, unnest(%s::text[]), %s "
                     "ON CONFLICT DO NOTHING", (ocid, keys, date))
     cur.execute("SELECT item, published FROM redflag_first_published WHERE ocid = %s", (ocid,))

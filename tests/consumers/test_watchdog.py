@@ -132,3 +132,24 @@ def test_the_store_answers_the_same_quartiles_as_the_pure_rule(stack: tuple[Sett
     engine.conn.commit()
     assert n == 23 and stored == pytest.approx(quartiles([lose / w - 1 for w, lose in amounts]))
 
+
+
+class Breaking(Engine):
+    """An engine whose rules fail on one process (a stand-in for a rule's defect meeting odd data)."""
+
+    def _evaluate(self, cur: Any, messages: Any, compiled: dict[str, dict[str, Any]]) -> list[Any]:
+        if any(m.ocid == "ocds-test-bad" for m in messages):
+            raise KeyError("a rule's defect")
+        return super()._evaluate(cur, messages, compiled)
+
+
+def test_a_message_that_breaks_a_rule_is_passed_over_alone(stack: tuple[Settings, StoreWriter, Engine]) -> None:
+    """The batch is evaluated message by message: the others' alerts are stored, every offset is stored."""
+    settings, store, engine = stack
+    good = bidding("ocds-test-good", "2024-01-01T00:00:00Z", 10, 11)
+    good["tender"]["numberOfTenderers"] = 1
+    store.write([good, bidding("ocds-test-bad", "2024-01-01T00:00:00Z", 10, 11)])
+    breaking = Breaking(engine.conn, engine.merger, engine.config, group="g", topic="t", base_url="http://x")
+    events = breaking.process_isolating(messages(settings))
+    assert [(e["rule"], e["ocid"]) for e in events] == [("R018", "ocds-test-good")]
+    assert breaking.stored_offsets() == {0: 2}
