@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.exceptions import OcdsLiveError
@@ -24,7 +24,7 @@ from core.redflags import mexico, population
 from core.redflags.cardinal import bid_counts, bid_ratio
 from core.redflags.config import RulesConfig
 from core.redflags.rules import PROCESS_RULES, process_flags
-from core.redflags.types import Flag
+from core.redflags.types import Evidence, Flag
 from core.store import alerts, reader
 from core.store.connection import Connection, translated_errors
 
@@ -141,9 +141,16 @@ class Engine:
                                   self._ratio_flags(cur, currency), base)
         if counts_changed:
             scopes = ["R038|buyer", "R038|procuringEntity", "R038|tenderer"]
-            events += alerts.sync(cur, ["R038"], scopes,
-                                  population.r038_flags(alerts.bid_count_totals(cur), config), base)
+            found = [self._with_processes(cur, f) for f in population.r038_flags(alerts.bid_count_totals(cur), config)]
+            events += alerts.sync(cur, ["R038"], scopes, found, base)
         return alerts.append_events(cur, events)
+
+    @staticmethod
+    def _with_processes(cur: Any, flag: Flag) -> Flag:
+        """An R038 flag with its evidence: the processes where the party had bids disqualified (at most 50)."""
+        rows = alerts.disqualifying_processes(cur, flag.detail["kind"], flag.detail["id"])
+        evidence = tuple(Evidence("/bids/details", {"disqualified": d, "submitted": n}, ocid) for ocid, d, n in rows)
+        return replace(flag, ocids=tuple(ocid for ocid, _, _ in rows), evidence=evidence)
 
     def _ratio_flags(self, cur: Any, currency: str) -> list[Flag]:
         n, kth = alerts.ratio_population(cur, currency)

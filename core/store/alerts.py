@@ -164,6 +164,13 @@ def replace_bid_counts(cur: Cursor, ocid: str, counts: Sequence[tuple[str, str, 
     return old != sorted(counts)
 
 
+def disqualifying_processes(cur: Cursor, kind: str, party: str, limit: int = 50) -> list[tuple[str, int, int]]:
+    """(ocid, disqualified, submitted) of the processes where ``party`` had bids disqualified (the most first)."""
+    cur.execute("SELECT ocid, disqualified, submitted FROM redflag_bid_counts WHERE kind = %s AND party = %s "
+                "AND disqualified > 0 ORDER BY disqualified DESC, ocid LIMIT %s", (kind, party, limit))
+    return [(o, int(d), int(n)) for o, d, n in cur.fetchall()]
+
+
 def bid_count_totals(cur: Cursor) -> list[tuple[str, str, int, int]]:
     cur.execute("SELECT kind, party, sum(disqualified)::int, sum(submitted)::int FROM redflag_bid_counts "
                 "GROUP BY kind, party")

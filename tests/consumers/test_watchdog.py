@@ -4,6 +4,7 @@ withdrawn by their own event, population fences kept exact as processes change, 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -153,3 +154,23 @@ def test_a_message_that_breaks_a_rule_is_passed_over_alone(stack: tuple[Settings
     events = breaking.process_isolating(messages(settings))
     assert [(e["rule"], e["ocid"]) for e in events] == [("R018", "ocds-test-good")]
     assert breaking.stored_offsets() == {0: 2}
+
+
+def test_r038_agrees_with_cardinals_example_and_names_the_processes(
+        stack: tuple[Settings, StoreWriter, Engine]) -> None:
+    """Cardinal's R038 example through the store: buyer B (1 of 2 bids disqualified) is flagged, and only B, with
+    the process where it disqualified a bid as evidence."""
+    settings, store, engine = stack
+    engine.config = replace(engine.config, min_population=0)
+    releases = []
+    for i, buyer in enumerate(["B", "1", "2", "3", "4"]):
+        details = [{"id": "v", "status": "valid", "tenderers": [{"id": "W"}]}]
+        if i == 0:
+            details.append({"id": "d", "status": "disqualified", "tenderers": [{"id": "D"}]})
+        releases.append({"ocid": f"ocds-test-r{i}", "id": "1", "date": "2024-01-01T00:00:00Z", "tag": ["tender"],
+                         "buyer": {"id": buyer}, "bids": {"details": details}})
+    store.write(releases)
+    events = run(engine, messages(settings))
+    assert [(e["rule"], e["key"], e["detail"]["ratio"]) for e in events] == [("R038", "buyer|B", 0.5)]
+    assert events[0]["evidence"] == [{"pointer": "/bids/details", "value": {"disqualified": 1, "submitted": 2},
+                                      "ocid": "ocds-test-r0"}]
