@@ -24,7 +24,7 @@ from core.redflags import mexico, population
 from core.redflags.cardinal import bid_counts, bid_ratio
 from core.redflags.config import RulesConfig
 from core.redflags.rules import PROCESS_RULES, process_flags
-from core.redflags.types import Evidence, Flag
+from core.redflags.types import Evidence, Flag, buyer_id
 from core.store import alerts, reader
 from core.store.connection import Connection, translated_errors
 
@@ -128,8 +128,7 @@ class Engine:
             pairs |= alerts.replace_direct_awards(cur, ocid, mexico.direct_awards(ocid, release, config))
             ratio = bid_ratio(release, config)
             if ratio is not None:
-                ratio["buyer"] = (release.get("buyer") or {}).get("id") if isinstance(release.get("buyer"), dict) \
-                    else None
+                ratio["buyer"] = buyer_id(release)
             currencies |= alerts.replace_bid_ratio(cur, ocid, ratio)
             counts_changed |= alerts.replace_bid_counts(cur, ocid, bid_counts(release))
         events = alerts.sync(cur, PROCESS_RULES, [o for o in sorted(dates) if o in compiled], flags, base)
