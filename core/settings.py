@@ -93,9 +93,22 @@ class Settings(BaseSettings):
     )
     operator_token: SecretStr | None = None
 
+    # watchdog (issue 12: consumers/watchdog_service.py, consumers/webhooks.py)
+    redflags_file: Path = Field(default=PROJECT_DIR / "config" / "redflags.toml", description="red-flag rules file")
+    watchdog_group: str = Field(default="", description="the watchdog's consumer group; empty: <app_id>-watchdog")
+    webhook_retry_base: float = Field(default=30.0, gt=0, description="seconds before a webhook's first retry "
+                                      "(doubled at each failure, with jitter)")
+    webhook_max_age: float = Field(default=86_400.0, gt=0, description="seconds a webhook delivery is retried "
+                                   "before it is marked failed")
+    webhook_timeout: float = Field(default=10.0, gt=0, description="seconds a webhook receiver may take to answer")
+
     @cached_property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def watchdog_group_id(self) -> str:
+        return self.watchdog_group or f"{self.app_id}-watchdog"
 
     def require_operator_token(self) -> str:
         if self.operator_token is None:

@@ -18,7 +18,7 @@ from core.publishers import load_publishers
 from core.schema import load_schema
 from core.settings import Settings
 from core.store.connection import database_url
-from feed_server import api, atom, ingest, pages, projects, search, status, ws
+from feed_server import alerts, api, atom, ingest, pages, projects, search, status, ws
 from feed_server.hub import ChangeHub, Database
 from feed_server.metrics import METRICS
 from feed_server.ratelimit import ClientLimiter
@@ -114,6 +114,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(search.router)
     app.include_router(pages.router)
     app.include_router(status.router)
+    app.include_router(alerts.router)
     return app
 
 

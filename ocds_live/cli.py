@@ -176,15 +176,26 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _watch(settings: Settings, args: argparse.Namespace) -> int:
-    from consumers.watch import Rules, run
+    if args.count:
+        from consumers.redflags_batch import main
+
+        return main(args.count, settings)
+    if args.service:
+        from consumers.watchdog_service import run_service
+
+        print(f"ocds-live watch: consumer group {settings.watchdog_group_id} on {settings.changes_topic}; alerts in "
+              f"the store ({settings.base_url}/api/alerts), webhooks delivered", file=sys.stderr, flush=True)
+        run_service(settings)
+        return 0
+    from consumers.watch import run
+    from core.redflags.config import load_config
 
     url = args.url or f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes"
     after: int | str = int(args.after) if args.after.isdigit() else args.after
     filters = {k: v for k, v in (("buyer", args.buyer), ("method", args.method)) if v}
-    rules = Rules(min_open_days=args.min_open_days, min_invitation_days=args.min_invitation_days,
-                  max_raise=args.max_raise, direct_limit=args.direct_limit)
+    config = load_config(settings.redflags_file)
     print(f"ocds-live watch: following {url} (after={after}); one line per alert", file=sys.stderr, flush=True)
-    run(url, rules, after, filters, args.limit, text=args.text)
+    run(url, config, after, filters, args.limit, text=args.text)
     return 0
 
 
@@ -249,16 +260,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replay into a store that already holds records")
     p.set_defaults(handler=_replay)
 
-    p = sub.add_parser("watch", help="the watchdog bot: red-flag alerts from the change feed, as JSON lines")
+    p = sub.add_parser("watch", help="the watchdog: red-flag alerts (a websocket bot; --service: stored and delivered)")
+    p.add_argument("--service", action="store_true", help="run as the watchdog service: a consumer group on the change "
+                   "topic, alerts stored and delivered (config/redflags.toml; the options below do not apply)")
+    p.add_argument("--count", nargs="+", metavar="PATH", help="count the red flags over release files, in batch")
     p.add_argument("--url", help="the feed's websocket URL (default: this feed server's /ws/changes)")
     p.add_argument("--after", default="now", help="a cursor, 'start' or 'now' (default)")
     p.add_argument("--buyer", help="watch one buyer id only")
     p.add_argument("--method", help="watch one procurement method only")
-    p.add_argument("--min-open-days", type=float, default=10.0, help="shorter open tender periods are flagged")
-    p.add_argument("--min-invitation-days", type=float, default=5.0, help="shorter invitation periods are flagged")
-    p.add_argument("--max-raise", type=float, default=0.25, help="contracts above award x (1 + this) are flagged")
-    p.add_argument("--direct-limit", type=float, default=600_000.0,
-                   help="the direct-award limit (MXN) that split purchases stay just below")
     p.add_argument("--limit", type=int, default=None, help="stop after this many changes (default: never)")
     p.add_argument("--text", action="store_true", help="one readable line per alert instead of JSON")
     p.set_defaults(handler=_watch)

@@ -177,6 +177,16 @@ function links() {
 
 // ---- loading -------------------------------------------------------------------------------------------
 
+// Red flags the watchdog holds active for this process (docs/redflags.md), with their evidence.
+function flagsSection(list) {
+  const rows = list.map((flag) => el("tr", {},
+    el("td", {}, el("a", { href: `/flags?rule=${encodeURIComponent(flag.rule)}` }, String(flag.title ?? flag.rule))),
+    el("td", {}, el("ul", { class: "evidence" }, objs(flag.evidence).map((e) =>
+      el("li", {}, el("code", {}, `${e.ocid && e.ocid !== ocid ? `${e.ocid} ` : ""}${e.pointer}`), ` = ${e.value}`)))),
+    el("td", {}, timeEl(flag.raised_at))));
+  return section("flags", "Alertas / Red flags", table(["Regla / Rule", "Evidencia / Evidence", "Desde / Since"], rows));
+}
+
 function problem(message, ...extra) {
   const box = $("problem");
   clear(box).append(message, ...extra);
@@ -213,8 +223,9 @@ async function load() {
   $("title").textContent = String(title);
   document.title = `${title} — ocds-live`;
   const releases = Array.isArray(record.releases) ? record.releases : [];
-  clear(box).append(overview(compiled, releases.length), ...stages(compiled), timeline(releases),
-    histories(obj(record.versionedRelease)), links());
+  const flagged = await getJSON(`/api/flags/${encodeURIComponent(ocid)}`).catch(() => ({ ok: false }));
+  clear(box).append(overview(compiled, releases.length), flagsSection(flagged.ok ? objs(flagged.body.flags) : []),
+    ...stages(compiled), timeline(releases), histories(obj(record.versionedRelease)), links());
   return true;
 }
 

@@ -1,111 +1,112 @@
-"""consumers.watch: the watchdog's rules find the red flags the simulator plants, and nothing else; the bot
-finds them through a real feed server."""
+"""consumers.watch: the websocket bot prints, once each, the flags the rules find on the processes it follows,
+through a real feed server; the lines name the rule, the process and its record."""
 
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from consumers.watch import (
-    MESSAGES,
-    RULES_NAMES,
-    Alert,
-    Rules,
-    Watchdog,
-    alert_text,
-    short_tender_period,
-    single_bidder,
-    watch,
-)
-from core.merge import RecordMerger
+from consumers.watch import Alert, Watchdog, alert_text, watch
+from core.merge import RecordMerger, order_key
+from core.redflags import mexico
+from core.redflags.config import RulesConfig
+from core.redflags.rules import process_flags
 from core.schema import OcdsSchema
-from producers.simulator import RED_FLAGS, simulate
-from tests.feed_server.test_api import StoreWriter
+from tests.feed_server.test_api import StoreWriter, query
 from tests.support.pipeline import count
 from tests.support.stack import Process, base_settings, free_port, fresh_stack, wait_http
+from tests.support.watchdog import expected_alerts, simulated
+
+CONFIG = replace(RulesConfig(), repeated_min_awards=2)
 
 
-@pytest.fixture(scope="module")
-def stream_alerts(schema: OcdsSchema) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
-    """(planted, alerted) (ocid, rule) pairs over 1,500 whole simulated processes, merged as the worker does."""
-    merger = RecordMerger(schema, versioned=False)
-    dog = Watchdog()
-    records: dict[str, object] = {}
-    planted, alerted = set(), set()
-    for event in simulate(seed=11, processes=1500):
-        ocid = event.release["ocid"]
-        planted |= {(ocid, flag) for flag in event.red_flags}
-        record = merger.step(records.get(ocid), event.release).record  # type: ignore[arg-type]
-        records[ocid] = record
-        alerted |= {(a.ocid, a.rule) for a in dog.check(ocid, record.compiled)}
-    return planted, alerted
+def direct(ocid: str, date: str) -> dict[str, Any]:
+    return {"ocid": ocid, "buyer": {"id": "UC-1"}, "tender": {"procurementMethod": "direct"},
+            "awards": [{"id": "a1", "date": date, "value": {"amount": 10}, "suppliers": [{"id": "S-1"}]}]}
 
 
-def test_watchdog_raises_no_alert_the_simulator_did_not_plant(
-        stream_alerts: tuple[set[tuple[str, str]], set[tuple[str, str]]]) -> None:
-    """Precision: every alert names a process the simulator planted that very red flag in."""
-    planted, alerted = stream_alerts
-    assert alerted - planted == set()
-
-
-def test_watchdog_finds_the_planted_red_flags_of_every_rule(
-        stream_alerts: tuple[set[tuple[str, str]], set[tuple[str, str]]]) -> None:
-    """Recall: each rule finds every process the simulator planted its red flag in (and each rule has some)."""
-    planted, alerted = stream_alerts
-    want, got = Counter(rule for _, rule in planted), Counter(rule for _, rule in alerted & planted)
-    assert set(want) == set(RED_FLAGS) == set(RULES_NAMES)
-    assert all(want[rule] > 10 for rule in RED_FLAGS), want
-    assert got == want
-
-
-def test_each_process_and_rule_is_reported_once(schema: OcdsSchema) -> None:
-    """A process that keeps the red flag through later releases is reported only the first time."""
-    compiled = {"tender": {"procurementMethod": "open", "numberOfTenderers": 1,
-                           "tenderPeriod": {"startDate": "2024-01-01T00:00:00Z", "endDate": "2024-01-02T00:00:00Z"}},
-                "awards": [{"id": "a1", "value": {"amount": 10.0, "currency": "MXN"}}]}
-    dog = Watchdog()
-    assert {a.rule for a in dog.check("ocds-1", compiled)} == {"single-bidder", "short-tender-period"}
+def test_each_rule_and_key_is_reported_once() -> None:
+    """A process that keeps its red flag through later states is reported only the first time."""
+    compiled = {"tender": {"procurementMethod": "open", "numberOfTenderers": 1}}
+    dog = Watchdog(CONFIG)
+    assert [(a.rule, a.key) for a in dog.check("ocds-1", compiled)] == [("R018", "ocds-1")]
     assert dog.check("ocds-1", compiled) == []
 
 
-def test_rules_ignore_direct_awards_and_unreadable_dates() -> None:
-    """Single bidder and short tender period concern competitive procedures with readable, zoned dates."""
-    direct = {"tender": {"procurementMethod": "direct", "numberOfTenderers": 1}, "awards": [{"id": "a"}]}
-    assert single_bidder(direct) is None
-    odd = {"tender": {"procurementMethod": "open", "tenderPeriod": {"startDate": "ayer", "endDate": "2024-01-02"}}}
-    assert short_tender_period(odd, Rules()) is None
+def test_repeated_direct_awards_are_found_across_processes_and_states() -> None:
+    """The second direct award to one supplier within the window raises the run, named by its latest process;
+    a process seen again with its award moved away leaves the pair."""
+    dog = Watchdog(CONFIG)
+    assert dog.check("ocds-1", direct("ocds-1", "2024-01-01T00:00:00Z")) == []
+    alerts = dog.check("ocds-2", direct("ocds-2", "2024-02-01T00:00:00Z"), 7, "http://x/api/records/ocds-2")
+    assert [(a.rule, a.key, a.ocid, a.record_url) for a in alerts] == [
+        ("MX-REPEATED-DIRECT", "UC-1|S-1|ocds-1|a1", "ocds-2", "http://x/api/records/ocds-2")]
+    assert [e["ocid"] for e in alerts[0].evidence] == ["ocds-1", "ocds-2"]
+    fresh = Watchdog(CONFIG)
+    fresh.check("ocds-1", direct("ocds-1", "2024-01-01T00:00:00Z"))
+    fresh.check("ocds-1", direct("ocds-1", "2023-01-01T00:00:00Z"))  # corrected: one award, not two
+    assert fresh.check("ocds-2", direct("ocds-2", "2024-02-01T00:00:00Z")) == []
+
+
+def ever_flagged(releases: list[dict[str, Any]], log: list[tuple[str, str]],
+                 merger: RecordMerger) -> set[tuple[str, str]]:
+    """(rule, key) of the flags of every state the processes went through, in the order of the change ``log``
+    ((ocid, release id) per change; a process's releases are merged in date order up to the one logged)."""
+    pending: dict[str, list[dict[str, Any]]] = {}
+    for release in sorted(releases, key=order_key):
+        pending.setdefault(release["ocid"], []).append(release)
+    records: dict[str, Any] = {}
+    awards: dict[str, list[Any]] = {}
+    found = set()
+    for ocid, release_id in log:
+        while pending[ocid]:
+            release = pending[ocid].pop(0)
+            records[ocid] = merger.extend(records.get(ocid), release)
+            if release["id"] == release_id:
+                break
+        found |= {(f.rule, f.key) for f in process_flags(ocid, records[ocid].compiled, CONFIG)}
+        awards[ocid] = mexico.direct_awards(ocid, records[ocid].compiled, CONFIG)
+        everything = [a for own in awards.values() for a in own]
+        found |= {(f.rule, f.key) for f in mexico.repeated_direct_awards(everything, CONFIG)}
+    return found
 
 
 @pytest.mark.integration
 def test_watch_bot_alerts_through_the_feed_server(schema: OcdsSchema, tmp_path: Path) -> None:
-    """``watch`` follows a real feed server with ``detail=full`` and writes one JSON line per planted red flag."""
-    events = list(simulate(seed=11, processes=400))
-    planted = {(e.release["ocid"], flag) for e in events for flag in e.red_flags}
+    """``watch`` follows a real feed server with ``detail=full`` and writes one JSON line per flag: every flag the
+    rules find on the final records (the simulator plants single bids, amendments and repeated direct awards), and
+    those that held only at an earlier state of a process."""
+    releases = simulated(400)
     with fresh_stack(base_settings(), port=free_port()) as settings:
-        StoreWriter(settings, schema, versioned=False).write([e.release for e in events])
+        StoreWriter(settings, schema, versioned=False).write(releases)
+        want = expected_alerts(settings, RecordMerger(schema, versioned=False), CONFIG)
+        log = [(o, r) for o, r in query(settings, "SELECT ocid, release_id FROM changes ORDER BY cursor")]
         server = Process(settings, "serve", log=tmp_path / "serve.log")
         try:
             wait_http(f"{settings.base_url}/healthz")
             lines: list[bytes] = []
             url = f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes"
             written = asyncio.run(asyncio.wait_for(
-                watch(url, Rules(), after="start", out=lines.append, flush=lambda: None,
+                watch(url, CONFIG, after="start", out=lines.append, flush=lambda: None,
                       limit=count(settings, "changes")), 120))
         finally:
             server.stop()
     alerts = [orjson.loads(line) for line in lines]
-    assert written == len(alerts) == len(planted) > 10
-    assert {(a["ocid"], a["rule"]) for a in alerts} == planted
-    assert all(a["message"] and a["record_url"] == f"{settings.base_url}/api/records/{a['ocid']}" for a in alerts)
+    got = {(a["rule"], a["key"]) for a in alerts}
+    assert written == len(alerts) == len(got) and len(want) > 10
+    assert want <= got  # and what else it printed held at an earlier state (a tender extended later, ...)
+    assert got - want <= ever_flagged(releases, log, RecordMerger(schema, versioned=False))
+    assert all(a["record_url"] == f"{settings.base_url}/api/records/{a['ocid']}" for a in alerts)
 
 
 def test_text_alert_names_the_rule_the_process_and_its_record() -> None:
     """``--text`` lines say which rule fired on which process, in Spanish and English, with the record's link."""
-    line = alert_text(Alert("single-bidder", "ocds-07smqs-1", MESSAGES["single-bidder"], 7,
-                            "http://x/api/records/ocds-07smqs-1")).decode()
-    assert line.startswith("ALERT single-bidder") and line.endswith("http://x/records/ocds-07smqs-1\n")
-    assert "ocds-07smqs-1" in line and "Un solo licitante / Single bidder" in line
+    line = alert_text(Alert("R018", "ocds-07smqs-1", "ocds-07smqs-1", "Una sola oferta recibida / Single bid received",
+                            7, "http://x/api/records/ocds-07smqs-1")).decode()
+    assert line.startswith("ALERT R018") and line.endswith("http://x/records/ocds-07smqs-1\n")
+    assert "ocds-07smqs-1" in line and "Una sola oferta recibida / Single bid received" in line

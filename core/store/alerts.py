@@ -1,0 +1,238 @@
+"""The watchdog's writes and the alerts feed's reads (migration 0008). Every function takes an open cursor or
+connection; writers run inside the watchdog's transaction, which holds :data:`WATCHDOG_LOCK`.
+
+:func:`sync` is where alerts become idempotent: it compares the flags a rule finds over some scopes with the
+alerts active in those scopes, raises what is new, withdraws what went away, and leaves the rest alone, so
+evaluating the same data again (a re-delivered batch, a replay, a second instance) writes no event.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from core.redflags import Flag
+from core.redflags.mexico import DirectAward
+from core.redflags.rules import title
+
+Cursor = Any
+WATCHDOG_LOCK = 0x0CD5_0012  # held by a watchdog batch from its first read of alerts to its commit
+
+
+def _event(kind: str, alert_id: int, flag: dict[str, Any], base_url: str) -> dict[str, Any]:
+    ocids = flag.get("ocids") or []
+    return {
+        "kind": kind, "alert_id": alert_id, "rule": flag["rule"], "title": title(flag["rule"]), "key": flag["key"],
+        "ocid": ocids[0] if ocids else None, "ocids": ocids, "buyer": flag.get("buyer"),
+        "suppliers": flag.get("suppliers") or [], "evidence": flag.get("evidence") or [],
+        "detail": flag.get("detail") or {},
+        "record_url": f"{base_url}/records/{quote(ocids[0], safe='')}" if ocids else None,
+    }
+
+
+def sync(cur: Cursor, rules: Sequence[str], scopes: Sequence[str], flags: Iterable[Flag],
+         base_url: str) -> list[dict[str, Any]]:
+    """Make the active alerts of ``rules`` in ``scopes`` equal ``flags``; the events this wrote (not numbered yet)."""
+    wanted = {(f.rule, f.key): f for f in flags}
+    if not scopes and not wanted:
+        return []
+    cur.execute("SELECT id, rule, key, flag FROM alerts WHERE active AND scope = ANY(%s) AND rule = ANY(%s)",
+                (list(scopes), list(rules)))
+    active = {(rule, key): (ident, flag) for ident, rule, key, flag in cur.fetchall()}
+    events = []
+    for (rule, key), (ident, flag) in sorted(active.items()):
+        if (rule, key) not in wanted:
+            cur.execute("UPDATE alerts SET active = false, updated_at = now() WHERE id = %s", (ident,))
+            events.append(_event("alert.withdrawn", ident, orjson.loads(flag), base_url))
+    for (rule, key), found in sorted(wanted.items()):
+        if (rule, key) in active:
+            continue
+        data = found.as_dict()
+        cur.execute(
+            "INSERT INTO alerts (rule, key, scope, active, ocids, buyer_id, supplier_ids, flag) "
+            "VALUES (%s, %s, %s, true, %s, %s, %s, %s) ON CONFLICT (rule, key) DO UPDATE SET active = true, "
+            "scope = EXCLUDED.scope, ocids = EXCLUDED.ocids, buyer_id = EXCLUDED.buyer_id, "
+            "supplier_ids = EXCLUDED.supplier_ids, flag = EXCLUDED.flag, raised_at = now(), updated_at = now() "
+            "WHERE NOT alerts.active RETURNING id",
+            (rule, key, found.scope, list(found.ocids), found.buyer, list(found.suppliers),
+             orjson.dumps(data).decode()))
+        row = cur.fetchone()
+        if row is not None:
+            events.append(_event("alert.raised", int(row[0]), data, base_url))
+    return events
+
+
+def append_events(cur: Cursor, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Number ``events`` (gapless, in commit order: the counter row stays locked until commit) and store them."""
+    if not events:
+        return []
+    cur.execute("UPDATE alert_counter SET last = last + %s WHERE id = 1 RETURNING last", (len(events),))
+    first = int(cur.fetchone()[0]) - len(events) + 1
+    now = datetime.now(UTC).isoformat()
+    numbered = []
+    for cursor, event in enumerate(events, start=first):
+        event = {"cursor": cursor, **event, "created_at": now}
+        cur.execute("INSERT INTO alert_events (cursor, alert_id, kind, rule, buyer_id, supplier_ids, ocids, event) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (cursor, event["alert_id"], event["kind"], event["rule"], event["buyer"], event["suppliers"],
+                     event["ocids"], orjson.dumps(event).decode()))
+        numbered.append(event)
+    return numbered
+
+
+# -- history the rules keep ---------------------------------------------------------------------------
+
+def first_published(cur: Cursor, ocid: str, items: Iterable[str], date: str | None) -> dict[str, str]:
+    """When each item of ``ocid`` was first published: ``date`` for those of ``items`` not seen before (none are
+    recorded when the change has no date)."""
+    keys = list(dict.fromkeys(items))
+    if keys and date is not None:
+        cur.execute("INSERT INTO redflag_first_published (ocid, item, published) SELECT %s, unnest(%s::text[]), %s "
+                    "ON CONFLICT DO NOTHING", (ocid, keys, date))
+    cur.execute("SELECT item, published FROM redflag_first_published WHERE ocid = %s", (ocid,))
+    return dict(cur.fetchall())
+
+
+def replace_direct_awards(cur: Cursor, ocid: str, awards: Sequence[DirectAward]) -> set[tuple[str, str]]:
+    """Store the process's direct awards instead of its previous ones; the (buyer, supplier) pairs either named."""
+    cur.execute("DELETE FROM redflag_direct_awards WHERE ocid = %s RETURNING buyer, supplier", (ocid,))
+    pairs = {(b, s) for b, s in cur.fetchall()}
+    for a in awards:
+        cur.execute("INSERT INTO redflag_direct_awards (ocid, award, supplier, buyer, date, pointer, amount) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (a.ocid, a.award, a.supplier, a.buyer, a.date, a.pointer, a.amount))
+        pairs.add((a.buyer, a.supplier))
+    return pairs
+
+
+def direct_awards_of(cur: Cursor, pairs: Iterable[tuple[str, str]]) -> list[DirectAward]:
+    pairs = sorted(pairs)
+    if not pairs:
+        return []
+    cur.execute("SELECT d.date, d.buyer, d.supplier, d.ocid, d.award, d.pointer, d.amount FROM redflag_direct_awards d "
+                "JOIN unnest(%s::text[], %s::text[]) AS p(buyer, supplier) USING (buyer, supplier)",
+                ([b for b, _ in pairs], [s for _, s in pairs]))
+    return [DirectAward(*row) for row in cur.fetchall()]
+
+
+def replace_bid_ratio(cur: Cursor, ocid: str, row: dict[str, Any] | None) -> set[str]:
+    """Store the process's R024/R058 ratio (or none); the currencies whose population changed."""
+    cur.execute("DELETE FROM redflag_bid_ratios WHERE ocid = %s RETURNING currency, ratio", (ocid,))
+    old = cur.fetchone()
+    if row is not None:
+        cur.execute("INSERT INTO redflag_bid_ratios (ocid, currency, ratio, detail) VALUES (%s, %s, %s, %s)",
+                    (ocid, row["currency"], row["ratio"], orjson.dumps(row).decode()))
+        if old is not None and old[0] == row["currency"] and old[1] == row["ratio"]:
+            return set()
+    return {c for c in (old[0] if old else None, row["currency"] if row else None) if c is not None}
+
+
+def ratio_population(cur: Cursor, currency: str) -> tuple[int, Any]:
+    """(n, kth) over the stored ratios of ``currency``: kth(k) is the k-th smallest, read by rank from the index."""
+    cur.execute("SELECT count(*) FROM redflag_bid_ratios WHERE currency = %s", (currency,))
+    n = int(cur.fetchone()[0])
+
+    def kth(k: int) -> float:
+        cur.execute("SELECT ratio FROM redflag_bid_ratios WHERE currency = %s ORDER BY ratio OFFSET %s LIMIT 1",
+                    (currency, k))
+        return float(cur.fetchone()[0])
+
+    return n, kth
+
+
+def ratios_outside(cur: Cursor, currency: str, lower: float,
+                   upper: float | None) -> list[tuple[str, bool, dict[str, Any]]]:
+    """(ocid, below the lower fence?, stored row) of the ratios at or below ``lower`` or at or above ``upper``."""
+    cur.execute("SELECT ocid, ratio <= %s, detail FROM redflag_bid_ratios WHERE currency = %s "
+                "AND (ratio <= %s OR ratio >= %s)",
+                (lower, currency, lower, upper if upper is not None else float("inf")))
+    return [(ocid, low, orjson.loads(detail)) for ocid, low, detail in cur.fetchall()]
+
+
+def replace_bid_counts(cur: Cursor, ocid: str, counts: Sequence[tuple[str, str, int, int]]) -> bool:
+    """Store the process's R038 counts instead of its previous ones; whether anything changed."""
+    cur.execute("DELETE FROM redflag_bid_counts WHERE ocid = %s RETURNING kind, party, disqualified, submitted",
+                (ocid,))
+    old = sorted(cur.fetchall())
+    for kind, party, disqualified, submitted in counts:
+        cur.execute("INSERT INTO redflag_bid_counts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (ocid, kind, party, disqualified, submitted))
+    return old != sorted(counts)
+
+
+def disqualifying_processes(cur: Cursor, kind: str, party: str, limit: int = 50) -> list[tuple[str, int, int]]:
+    """(ocid, disqualified, submitted) of the processes where ``party`` had bids disqualified (the most first)."""
+    cur.execute("SELECT ocid, disqualified, submitted FROM redflag_bid_counts WHERE kind = %s AND party = %s "
+                "AND disqualified > 0 ORDER BY disqualified DESC, ocid LIMIT %s", (kind, party, limit))
+    return [(o, int(d), int(n)) for o, d, n in cur.fetchall()]
+
+
+def bid_count_totals(cur: Cursor) -> list[tuple[str, str, int, int]]:
+    cur.execute("SELECT kind, party, sum(disqualified)::int, sum(submitted)::int FROM redflag_bid_counts "
+                "GROUP BY kind, party")
+    return [(k, p, int(d), int(n)) for k, p, d, n in cur.fetchall()]
+
+
+# -- reads for the alerts feed and the pages ---------------------------------------------------------------
+
+FILTERS = ("rule", "buyer", "supplier", "ocid")
+
+
+def events_page(conn: Any, after: int, limit: int, filters: dict[str, str], newest_first: bool = False,
+                upto: int | None = None) -> list[Any]:
+    """Alert events after cursor ``after`` (and at most ``upto``) matching ``filters`` (rule, buyer, supplier,
+    ocid), oldest first (or the newest ``limit`` when ``newest_first``)."""
+    where, args = ["cursor > %s"], [after]  # type: list[str], list[Any]
+    if upto is not None:
+        where.append("cursor <= %s")
+        args.append(upto)
+    for name, column in (("rule", "rule = %s"), ("buyer", "buyer_id = %s"), ("supplier", "supplier_ids @> ARRAY[%s]"),
+                         ("ocid", "ocids @> ARRAY[%s]")):
+        if filters.get(name):
+            where.append(column)
+            args.append(filters[name])
+    order = "DESC" if newest_first else ""
+    with conn.cursor() as cur:
+        cur.execute(f"SELECT cursor, created_at, event FROM alert_events WHERE {' AND '.join(where)} "  # noqa: S608
+                    f"ORDER BY cursor {order} LIMIT %s", (*args, limit))
+        rows = cur.fetchall()
+    conn.commit()
+    return [(int(c), created, orjson.loads(e)) for c, created, e in rows]
+
+
+def head(conn: Any) -> int:
+    with conn.cursor() as cur:
+        cur.execute("SELECT last FROM alert_counter WHERE id = 1")
+        last = int(cur.fetchone()[0])
+    conn.commit()
+    return last
+
+
+def active_for(conn: Any, ocid: str) -> list[dict[str, Any]]:
+    """The active alerts naming ``ocid``, with their flag (evidence and detail)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT id, rule, key, flag, raised_at FROM alerts WHERE active AND ocids @> ARRAY[%s] "
+                    "ORDER BY rule, key", (ocid,))
+        rows = cur.fetchall()
+    conn.commit()
+    return [{"alert_id": i, "rule": r, "title": title(r), "key": k, **orjson.loads(f), "raised_at": t.isoformat()}
+            for i, r, k, f, t in rows]
+
+
+def counts(conn: Any) -> dict[str, list[dict[str, Any]]]:
+    """Active alerts counted by rule, by buyer (the 50 most flagged) and by month raised."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT rule, count(*) FROM alerts WHERE active GROUP BY rule ORDER BY rule")
+        by_rule = [{"rule": r, "title": title(r), "count": n} for r, n in cur.fetchall()]
+        cur.execute("SELECT buyer_id, count(*) FROM alerts WHERE active AND buyer_id IS NOT NULL GROUP BY buyer_id "
+                    "ORDER BY count(*) DESC, buyer_id LIMIT 50")
+        by_buyer = [{"buyer": b, "count": n} for b, n in cur.fetchall()]
+        cur.execute("SELECT to_char(raised_at, 'YYYY-MM'), rule, count(*) FROM alerts WHERE active "
+                    "GROUP BY 1, 2 ORDER BY 1, 2")
+        by_month = [{"month": m, "rule": r, "count": n} for m, r, n in cur.fetchall()]
+    conn.commit()
+    return {"by_rule": by_rule, "by_buyer": by_buyer, "by_month": by_month}
