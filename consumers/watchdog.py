@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.exceptions import OcdsLiveError
-from core.merge import RecordMerger
+from core.profiles import CompilerSource
 from core.redflags import mexico, population
 from core.redflags.cardinal import bid_counts, bid_ratio
 from core.redflags.config import RulesConfig
@@ -44,7 +44,7 @@ class Message:
 class Engine:
     """Evaluates batches for one consumer group on one topic; ``conn`` is the engine's own connection."""
 
-    def __init__(self, conn: Connection, merger: RecordMerger, config: RulesConfig, *, group: str, topic: str,
+    def __init__(self, conn: Connection, merger: CompilerSource, config: RulesConfig, *, group: str, topic: str,
                  base_url: str) -> None:
         self.conn, self.merger, self.config = conn, merger, config
         self.group, self.topic, self.base_url = group, topic, base_url

@@ -16,7 +16,8 @@ import orjson
 
 from consumers.watchdog import Engine, Message
 from core.exceptions import OcdsLiveError
-from core.merge import RecordMerger
+from core.extensions import ExtensionResolver
+from core.profiles import Profiles
 from core.redflags.config import load_config
 from core.schema import load_schema
 from core.settings import Settings
@@ -45,7 +46,9 @@ class WatchdogService:
         self.settings = settings
         self.stop = stop or threading.Event()
         schema = load_schema(settings.schema_dir, settings.cache_dir)
-        self.engine = Engine(connect(settings), RecordMerger(schema, versioned=False),
+        resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir,
+                                     download=settings.extensions_download)
+        self.engine = Engine(connect(settings), Profiles(schema, resolver),  # records merged with their profile
                              load_config(settings.redflags_file), group=settings.watchdog_group_id,
                              topic=settings.changes_topic, base_url=settings.base_url)
         self.alerts = 0

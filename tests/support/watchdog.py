@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import psycopg2
 
-from core.merge import RecordMerger
+from core.profiles import CompilerSource
 from core.redflags import mexico
 from core.redflags.config import RulesConfig, load_config
 from core.redflags.rules import process_flags
@@ -32,7 +32,7 @@ def simulated(processes: int, seed: int = 11) -> list[dict[str, Any]]:
     return [e.release for e in simulate(seed=seed, processes=processes)]
 
 
-def expected_alerts(settings: Settings, merger: RecordMerger, config: RulesConfig) -> set[tuple[str, str]]:
+def expected_alerts(settings: Settings, merger: CompilerSource, config: RulesConfig) -> set[tuple[str, str]]:
     """(rule, key) of every process and history flag the stored records raise now (pure evaluation)."""
     conn = psycopg2.connect(settings.database_url)
     try:
