@@ -14,9 +14,9 @@ releases per second per publisher                      429     ``rate_limit`` of
                                                                ``OCDS_LIVE_PUBLISHER_RATE_LIMIT`` (200/s)
 =====================================================  ======  ==============================================
 
-A 429 carries ``Retry-After``; every refusal is ``{"error": message, "status": status}``. When Kafka cannot be
-reached the answer is 503 with Retry-After; the producer's delivery timeout has then expired, so
-nothing of that request is written later. A retry is safe: the same release again changes nothing.
+A 429 carries ``Retry-After``; every refusal is ``{"error": message, "status": status}``. When Kafka
+cannot be reached the answer is 503 with Retry-After; the producer's delivery timeout has then expired,
+so nothing of that request is written later. A retry is safe: the same release again changes nothing.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ async def post_releases(request: Request) -> JSON:
             return problem(403, f"{where}/ocid: {exc}")
         deep = too_deep(item, settings.max_depth)
         if deep is not None:
-            return problem(400, f"{where}{deep.pointer}: {deep.message}")
+            return problem(400, f"{where}: {deep.message}")
         outgoing.append(OutgoingRelease(item["ocid"], item["id"], orjson.dumps(item), publisher.name, "http"))
 
     wait = ingest.wait_for(publisher, len(outgoing))
