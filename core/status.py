@@ -24,7 +24,6 @@ from typing import Any
 from core.kafka import HEADER_PRODUCED_AT, headers_dict
 from core.settings import Settings
 
-TABLES = ("releases", "records", "changes", "rejected")
 SAMPLE = 2000  # releases at most whose freshness is measured
 READ_SECONDS = 5.0  # reading produced-at headers from Kafka stops after this
 
@@ -114,7 +113,10 @@ def parse_date(value: str) -> float | None:
 def _seconds(value: float | None) -> str:
     if value is None:
         return "-"
-    return f"{value * 1000:.0f} ms" if value < 10 else f"{value:.1f} s" if value < 3600 else f"{value / 86400:.1f} d"
+    for limit, unit, size in ((10, "ms", 0.001), (3600, "s", 1), (86400, "h", 3600)):
+        if value < limit:
+            return f"{value / size:.0f} {unit}" if unit == "ms" else f"{value / size:.1f} {unit}"
+    return f"{value / 86400:.1f} d"
 
 
 def render(status: Status) -> str:

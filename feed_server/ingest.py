@@ -14,25 +14,35 @@ releases per second per publisher                      429     ``rate_limit`` of
                                                                ``OCDS_LIVE_PUBLISHER_RATE_LIMIT`` (200/s)
 =====================================================  ======  ==============================================
 
-A 429 carries ``Retry-After``; every refusal is ``{"error": message, "status": status}``. When Kafka cannot be
-reached the answer is 503 with Retry-After; the producer's delivery timeout has then expired, so
-nothing of that request is written later. A retry is safe: the same release again changes nothing.
+The publishers file is read again within a second of a change (``ocds-live publishers add`` or
+``rotate-token``): a rotated token stops working without a restart. A 429 carries ``Retry-After``;
+every refusal is ``{"error": message, "status": status}``. When Kafka cannot be reached the answer is
+503 with Retry-After; the producer's delivery timeout has then expired, so nothing of that request is
+written later. A retry is safe: the same release again changes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
+import time
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
 
 from core.checks import too_deep
-from core.exceptions import AuthenticationError, BrokerError, ExtensionUnavailableError, PrefixNotAllowedError
+from core.exceptions import (
+    AuthenticationError,
+    BrokerError,
+    ConfigurationError,
+    ExtensionUnavailableError,
+    PrefixNotAllowedError,
+)
 from core.extensions import ExtensionResolver
 from core.kafka import OutgoingRelease, ReleaseProducer
-from core.publishers import Publisher, Publishers
+from core.publishers import Publisher, Publishers, load_publishers
 from core.settings import Settings
 from feed_server.ratelimit import TokenBucket
 from feed_server.responses import JSON, problem
@@ -40,6 +50,8 @@ from feed_server.responses import JSON, problem
 router = APIRouter()
 
 DELIVERY_TIMEOUT_MS = 8_000
+RELOAD_EVERY = 1.0  # seconds between looks at the publishers file
+logger = logging.getLogger("ocds_live.ingest")
 
 
 class Ingest:
@@ -53,6 +65,29 @@ class Ingest:
                                           download=settings.extensions_download)
         self._producer: ReleaseProducer | None = None
         self._lock = threading.Lock()
+        self._checked = time.monotonic()
+        self._stamp = self._file_stamp()
+
+    def _file_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            stat = self.settings.publishers_file.stat()
+        except OSError:
+            return None
+        return stat.st_ino, stat.st_mtime_ns, stat.st_size
+
+    def current_publishers(self) -> Publishers:
+        """The publishers, read again when the file changed: a rotated token applies within RELOAD_EVERY."""
+        now = time.monotonic()
+        if now - self._checked >= RELOAD_EVERY:
+            self._checked = now
+            stamp = self._file_stamp()
+            if stamp is not None and stamp != self._stamp:
+                try:
+                    self.publishers = load_publishers(self.settings.publishers_file)
+                    self._stamp = stamp
+                except ConfigurationError as exc:
+                    logger.warning("kept the publishers read before, as the file now fails: %s", exc)
+        return self.publishers
 
     def producer(self) -> ReleaseProducer:
         with self._lock:
@@ -114,7 +149,7 @@ async def post_releases(request: Request) -> JSON:
     auth = request.headers.get("authorization", "")
     token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
     try:
-        publisher = ingest.publishers.authenticate(token)
+        publisher = ingest.current_publishers().authenticate(token)
     except AuthenticationError as exc:
         return problem(401, str(exc), **{"WWW-Authenticate": "Bearer"})
 
@@ -151,7 +186,7 @@ async def post_releases(request: Request) -> JSON:
             return problem(403, f"{where}/ocid: {exc}")
         deep = too_deep(item, settings.max_depth)
         if deep is not None:
-            return problem(400, f"{where}{deep.pointer}: {deep.message}")
+            return problem(400, f"{where}: {deep.message}")
         outgoing.append(OutgoingRelease(item["ocid"], item["id"], orjson.dumps(item), publisher.name, "http",
                                         extensions))
 

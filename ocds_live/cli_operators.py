@@ -75,8 +75,8 @@ def _publishers(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _announce(name: str, path: Path, token: str | None) -> None:
-    print(f"{path}: publisher {name!r} saved (token kept as its SHA-256 only); restart `ocds-live serve` and "
-          "`ocds-live process` to apply it", file=sys.stderr)
+    print(f"{path}: publisher {name!r} saved (token kept as its SHA-256 only); feed servers read it again within "
+          "a second; restart `ocds-live process` to apply a new publisher or policy to the stream", file=sys.stderr)
     if token:
         print("its bearer token, shown once (store it now; it cannot be read back):", file=sys.stderr)
         print(token, flush=True)

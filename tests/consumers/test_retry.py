@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import psycopg2
 import pytest
 
+from consumers.retry import parse_since
+from core.exceptions import ConfigurationError
 from core.kafka import OutgoingRelease
 from tests.support import pipeline
 from tests.support.stack import Process, base_settings, cli, fresh_stack
@@ -72,3 +76,32 @@ def test_retry_after_registering_the_publisher(tmp_path: Path) -> None:
                                  "'ocds-07smqs-retry-%%' GROUP BY release_id")
         assert sorted(changes) == [("r0", 1), ("r1", 1), ("r2", 1)]
         assert "ERROR" not in worker.output(), worker.output()
+
+
+def test_without_a_worker_the_retry_says_what_is_pending() -> None:
+    """With no stream processor running, retry sends each dead letter once, reports it pending and exits 4."""
+    with fresh_stack(base_settings()) as settings:
+        raw = orjson.dumps(_release(9))
+        conn = psycopg2.connect(settings.database_url)
+        with conn, conn.cursor() as cur:  # commits on leaving
+            cur.execute("INSERT INTO rejected (publisher, findings, raw, source_topic, source_partition, "
+                        "source_offset) VALUES ('simulator', '[]', %s, 't', 0, 1), ('simulator', '[]', %s, 't', 0, 2)",
+                        (raw, raw))
+        conn.close()
+        done = cli(settings, "rejected", "retry", "--timeout", "2")
+        assert done.returncode == 4, done.stderr
+        assert done.stdout.startswith("retried 1 of 2 dead letters selected: 0 accepted now, 0 still rejected, "
+                                      "0 already accepted, 1 not processed yet; not sent: 1 repeated"), done.stdout
+        assert "is `ocds-live process` running?" in done.stdout
+        assert sum(pipeline.end_offsets(settings).values()) == 1
+
+
+def test_since_takes_a_time_or_an_age() -> None:
+    """--since accepts ISO 8601 (naive means UTC) and ages in s, m, h, d; anything else says what to give."""
+    now = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
+    assert parse_since("2h", now) == datetime(2026, 1, 31, 10, 0, tzinfo=UTC)
+    assert parse_since("1.5d", now) == datetime(2026, 1, 30, 0, 0, tzinfo=UTC)
+    assert parse_since("2026-01-31T06:00:00-06:00", now) == now
+    assert parse_since("2026-01-31T12:00", now) == now
+    with pytest.raises(ConfigurationError, match="give an ISO 8601 time"):
+        parse_since("yesterday", now)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +19,14 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from core.kafka import ensure_topics
+from core.publishers_file import rotate_token
 from core.settings import Settings
 from tests.support.stack import Process, base_settings, free_port, fresh_stack, wait_http
 
 pytestmark = pytest.mark.integration
 
-TOKENS = {"limited": "token-of-limited-9f8e7d", "defaulted": "token-of-defaulted-6c5b4a"}
+TOKENS = {"limited": "token-of-limited-9f8e7d", "defaulted": "token-of-defaulted-6c5b4a",
+          "rotated": "token-of-rotated-3e2d1c", "rotated-new": "token-of-rotated-new-0b9a8f"}
 PUBLISHERS = """
 [[publisher]]
 name = "limited"
@@ -35,6 +38,11 @@ token_sha256 = "{limited}"
 name = "defaulted"
 prefixes = ["ocds-07smqs"]
 token_sha256 = "{defaulted}"
+
+[[publisher]]
+name = "rotated"
+prefixes = ["ocds-07smqs"]
+token_sha256 = "{rotated}"
 """
 
 
@@ -42,7 +50,8 @@ token_sha256 = "{defaulted}"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, Process]]:
     folder = tmp_path_factory.mktemp("limits")
     path = folder / "publishers.toml"
-    path.write_text(PUBLISHERS.format(**{k: hashlib.sha256(v.encode()).hexdigest() for k, v in TOKENS.items()}))
+    path.write_text(PUBLISHERS.format(**{k.replace("-", "_"): hashlib.sha256(v.encode()).hexdigest()
+                                         for k, v in TOKENS.items()}))
     with fresh_stack(base_settings(), publishers_file=path, port=free_port(), max_release_bytes=64 * 1024,
                      read_rate_limit=5, ws_max_per_client=2, publisher_rate_limit=5) as settings:
         ensure_topics(settings)
@@ -67,6 +76,19 @@ def _post(client: httpx.Client, settings: Settings, publisher: str, body: object
                        headers={"Authorization": f"Bearer {TOKENS[publisher]}"})
 
 
+def test_a_rotated_token_applies_without_a_restart(server: tuple[Settings, Process]) -> None:
+    """After `publishers rotate-token`, the running server refuses the old token and takes the new one."""
+    settings, _ = server
+    with _client("127.0.0.1") as client:
+        assert _post(client, settings, "rotated", _release(40)).status_code == 202
+        rotate_token(settings.publishers_file, "rotated", TOKENS["rotated-new"])
+        deadline = time.monotonic() + 10
+        while _post(client, settings, "rotated", _release(41)).status_code != 401:
+            assert time.monotonic() < deadline, "the old token still works"
+            time.sleep(0.2)
+        assert _post(client, settings, "rotated-new", _release(42)).status_code == 202
+
+
 def test_request_body_size(server: tuple[Settings, Process]) -> None:
     """A body over OCDS_LIVE_MAX_RELEASE_BYTES is 413 with the limit named; a small one right after is 202."""
     settings, _ = server
@@ -89,7 +111,7 @@ def test_json_depth(server: tuple[Settings, Process]) -> None:
     with _client("127.0.0.1") as client:
         answer = _post(client, settings, "defaulted", [_release(3), _release(4, deep=deep)])
         assert answer.status_code == 400
-        assert answer.json()["error"].startswith("/1/deep/a/a")
+        assert answer.json()["error"].startswith("/1: /deep/a/a")
         assert "nested deeper than the limit of 64 levels" in answer.json()["error"]
 
 
