@@ -20,7 +20,7 @@ import logging
 import select
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,6 +174,9 @@ class ChangeHub:
         self.cache_chars = cache_chars  # at most this many characters of encoded batches are kept
         self._full: dict[tuple[PageKey, int], asyncio.Task[list[Frame]]] = {}  # until the next step
         self._stop = threading.Event()
+        # called at each step with the head before it, before any waiting subscriber wakes (feed_server.fanout)
+        self.step_listeners: list[Callable[[int], None]] = []
+        self.beat_listeners: list[Callable[[], None]] = []  # called at each heartbeat tick
 
     async def start(self) -> None:
         self.head = await self.db.run(reader.head)
@@ -221,7 +224,15 @@ class ChangeHub:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
+            self._notify(self.beat_listeners)
             self._resolve()
+
+    def _notify(self, listeners: list[Callable[..., None]], *args: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(*args)
+            except Exception:  # a listener's bug must not stop the log for everyone
+                logger.exception("change hub listener %r failed", listener)
 
     def matches(self, change_filter: ChangeFilter, event: dict[str, Any]) -> bool:
         """``change_filter.matches(event)``, decided once per distinct filter for all its subscribers."""
@@ -272,7 +283,7 @@ class ChangeHub:
                     self.ring.append(kept)
                     if brief_changes is not None:
                         self._brief[event["cursor"]] = brief_changes
-                self.head = events[-1]["cursor"]
+                before, self.head = self.head, events[-1]["cursor"]
                 self._pages.clear()
                 self._full.clear()
                 low = self.ring[0]["cursor"]
@@ -283,6 +294,7 @@ class ChangeHub:
                 if len(self._verdicts) > 200_000:
                     self._verdicts.clear()
                 self._prune_selections(low)
+                self._notify(self.step_listeners, before)
                 self._resolve()
                 stepped = loop.time()
                 continue
@@ -301,6 +313,14 @@ class ChangeHub:
 
         Do not change the list: it is shared with every reader at the same position until the next step.
         """
+        page = self.recent(after, limit)
+        if page is not None:
+            return page
+        events: list[dict[str, Any]] = await self.db.run(reader.changes_after, after, limit)
+        return events
+
+    def recent(self, after: int, limit: int) -> list[dict[str, Any]] | None:
+        """Like :meth:`read` when the changes after ``after`` are in memory (else None), without waiting."""
         if after >= self.head:
             return []
         page = self._pages.get((after, limit))
@@ -310,8 +330,7 @@ class ChangeHub:
             start = after + 1 - self.ring[0]["cursor"]
             page = self._pages[after, limit] = [self.ring[i] for i in range(start, min(start + limit, len(self.ring)))]
             return page
-        events: list[dict[str, Any]] = await self.db.run(reader.changes_after, after, limit)
-        return events
+        return None
 
     def selection(self, change_filter: ChangeFilter, page: list[dict[str, Any]]) -> Selection:
         """The changes of ``page`` (a non-empty slice of the log) that match, decided once per filter."""
@@ -341,6 +360,14 @@ class ChangeHub:
             if self._selection_chars > self.cache_chars:
                 self._prune_selections(0)
         return frames
+
+    def messages(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int,
+                 detail: str = "summary") -> list[Frame]:
+        """The matching changes of ``page`` as the messages a subscriber gets: ``changes`` messages of at most
+        ``batch`` changes, or with ``batch`` 0 one ``change`` message each (``summary`` or ``brief``)."""
+        if batch:
+            return self.frames(change_filter, page, batch, detail)
+        return [(self.encoded(e, detail), e["cursor"]) for e in self.selection(change_filter, page).events]
 
     async def full_frames(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int) -> list[Frame]:
         """Like :meth:`frames` with each change's current ``compiledRelease``; shared until the next step."""
