@@ -7,11 +7,13 @@ import random
 from typing import Any
 
 import orjson
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.merge import RecordMerger
 from core.schema import OcdsSchema
 from core.settings import Settings
-from feed_server.hub import ChangeHub, Database, brief, compact
+from feed_server.hub import ChangeHub, Database, ascii_json, brief, compact
 from tests.support.changes import append_events, synthetic_event
 from tests.support.stack import base_settings, fresh_stack
 
@@ -49,6 +51,21 @@ def test_compact_event_encodes_as_the_event_and_its_brief_form() -> None:
     assert orjson.dumps(kept) == orjson.dumps(EVENT)
     assert orjson.dumps({**kept, "changes": brief_changes}) == orjson.dumps(brief(EVENT))
     assert _objects(kept) * 5 < _objects(EVENT)
+
+
+PIECES = ["a", "x", "0", "\\", '"', "é", "ñ", "—", "\x7f", "\n", "\x01", "😀", "\\x", "ÿ"]
+TEXT = st.lists(st.sampled_from(PIECES)).map("".join)
+JSON = st.recursive(st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | TEXT,
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4), max_leaves=12)
+
+
+@given(JSON)
+def test_ascii_json_is_ascii_and_reads_back_as_the_value(value: Any) -> None:
+    """Whatever the text holds (accents, backslashes before an "x", control and astral characters), the
+    encoding is ASCII JSON that parses back to the same value."""
+    text = ascii_json(value)
+    assert text.isascii()
+    assert orjson.loads(text) == value
 
 
 def test_compact_leaves_an_event_without_a_change_list_alone() -> None:
