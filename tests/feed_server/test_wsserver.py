@@ -113,9 +113,11 @@ def test_a_live_subscriber_that_stops_reading_is_closed_alone(stack: Settings, t
                     message = json.loads(await asyncio.wait_for(slow.recv(), 10))
                     if message["type"] == "changes":
                         slow_got += [c["cursor"] for c in message["changes"]]
+            close = closed.value.rcvd
+            assert close is not None
             rest = await _next_changes(await websockets.connect(
-                _ws(stack, f"?after={closed.value.rcvd.reason}&batch=50"), max_size=None), end)
-            return [g[:len(bulk)] for g in got], slow_got, closed.value.rcvd, rest
+                _ws(stack, f"?after={close.reason}&batch=50"), max_size=None), end)
+            return [g[:len(bulk)] for g in got], slow_got, close, rest
 
         got, slow_got, close, rest = asyncio.run(run())
     finally:
