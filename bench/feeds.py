@@ -1,43 +1,48 @@
-"""Feed latency to websocket subscribers as they grow, and Atom and API requests/s, on a real stack.
+"""Websocket feed latency and CPU, old path beside new beside a bare broadcast loop; Atom and API requests/s.
 
-    .venv/bin/python bench/feeds.py [--subscribers 1000,2000,5000,10000] [--rate 200] [--seconds 20]
-                                    [--batch 100] [--baseline 1000] [--baseline-seconds 5]
-                                    [--keep-going] [--clients 4] [--http-seconds 10] [--concurrency 16]
+    .venv/bin/python bench/feeds.py [--subscribers 1000] [--rate 200] [--seconds 15]
+                                    [--hold 2000,5000,10000] [--hold-rate 20] [--hold-seconds 10]
+                                    [--batch 100] [--paths old,new] [--keep-going] [--clients 4]
+                                    [--warm 3000] [--http-seconds 10] [--concurrency 16]
 
-On an isolated stack (a fresh database and topics of its own) one ``ocds-live process`` worker and one
-``ocds-live serve`` run as child processes (``OCDS_LIVE_WS_MAX_PER_CLIENT`` and
-``OCDS_LIVE_READ_RATE_LIMIT`` raised, since every subscriber comes from 127.0.0.1). The store is
-warmed with ``--warm`` simulated releases first. Then, for each number of subscribers (connections are
-added, never dropped, and spread over ``--clients`` subscriber processes, each one asyncio loop of
-``websockets`` clients), simulated releases are sent for ``--seconds`` at ``--rate``/s with
-``ReleaseProducer`` (what ``ocds-live load`` uses) and every change each subscriber receives is timed:
+On an isolated stack (a fresh database and topics of its own) one ``ocds-live process`` worker and two
+feed servers run as child processes: ``ocds-live serve`` (the **new** path: websockets' own connection
+and the fan-out, feed_server/wsserver.py) and ``ocds-live serve --websocket asgi`` (the **old** path:
+the websocket through uvicorn's ASGI interface, one send per subscriber), both with
+``OCDS_LIVE_WS_MAX_PER_CLIENT`` and ``OCDS_LIVE_READ_RATE_LIMIT`` raised, since every subscriber comes
+from 127.0.0.1. The store is warmed with ``--warm`` simulated releases first. Then:
+
+1. **latency steps**: ``--subscribers`` subscribers on the old path, then the same ones on the new
+   path, while simulated releases are sent at ``--rate``/s for ``--seconds``;
+2. **the bare floor** (bench/feeds_bare.py): the same subscribers on a plain ``websockets`` server that
+   replays the new path's latency step (the changes that became visible together, at the same pace)
+   with ``broadcast()``, its frames encoded before the clock starts; its CPU per message received is
+   the floor the new path's is compared with;
+3. **hold steps**: at ``--hold-rate``/s, ``--hold`` subscribers (added, never dropped) on the old path,
+   then on the new one; each path stops at its first step whose p99 passes 1 s (``--keep-going``: not).
+
+Subscribers are spread over ``--clients`` processes, each one asyncio loop of ``websockets`` clients,
+and every change each one receives is timed:
 
 - **load -> receipt**: receipt time minus the send time (the ``produced-at`` header, taken in the sender);
 - **commit -> receipt**: receipt time minus the moment the change became visible in the store (this
   process polls the change log every 20 ms), i.e. the feed server's share of the latency;
-- **load -> commit**: that moment minus the send time, once per release (the worker's share, Kafka
-  included).
+- **load -> commit**: that moment minus the send time, once per release (the worker's share).
 
 Subscribers ask for batches (``batch=--batch``: the changes ready at each step of the server's hub
 come as one ``changes`` message, all its changes timed with one receipt time). The clients are load,
 not subject: to leave the cores to the server they pick the release ids out of ``change`` and
-``changes`` messages with a regular expression instead of parsing ~5 KB events in full. Before
-the batched steps, a baseline step runs ``--baseline`` unbatched subscribers (one ``change`` message
-per change, as before batching existed) for ``--baseline-seconds``; they are closed afterwards.
+``changes`` messages with a regular expression instead of parsing ~5 KB events in full.
 
 All processes share one clock (``time.time()``). The mix of filters: 10% none, 30% one buyer, 20% one
 procurement method, 20% a kind or kind prefix, 20% a minimum amount. The mix of details follows who
 holds those filters: dashboards (no filter, or a method) ask for ``detail=brief``, watchdog bots (a
-buyer, a kind, a minimum amount) for ``detail=summary``, i.e. 30% brief and 70% summary; the output
-gives the share of each and the average bytes per delivery (a change's share of the bytes of the
-messages received). At the end, the store's change events of the run are encoded at each detail as
-the server does, for the average size of a change. Stepping stops once p99 passes 1 s
-(``--keep-going``: run every step anyway). Then, with the subscribers gone, ``--concurrency`` concurrent
-httpx clients request ``/feeds/changes.atom``, ``/api/records/{ocid}`` (random ocids of the store) and
-``/api/changes?after=`` (random cursors) for ``--http-seconds`` each. Everything shares this machine's
-cores, the subscriber and HTTP clients included: the CPU columns say who used them, and ``server
-us/delivery`` is the server's CPU time divided by the changes delivered (``per msg``: by the messages
-sent).
+buyer, a kind, a minimum amount) for ``detail=summary``, i.e. 30% brief and 70% summary. Then, with the
+subscribers gone, ``--concurrency`` concurrent httpx clients request ``/feeds/changes.atom``,
+``/api/records/{ocid}`` and ``/api/changes?after=`` of the new path's server for ``--http-seconds``
+each. Everything shares this machine's cores, the subscriber and HTTP clients included: the CPU columns
+say who used them, and ``server us/delivery`` is the server's CPU time divided by the changes delivered
+(``per msg``: by the messages received).
 """
 
 from __future__ import annotations
@@ -316,7 +321,7 @@ def wait_consumed(settings: Settings, total: int, timeout: float = 300) -> None:
 def event_sizes(settings: Settings, after: int) -> tuple[int, dict[str, float]]:
     """How many change events the store has past cursor ``after``, and their average encoded size at each
     detail, encoded as the server encodes them (compact JSON, ASCII)."""
-    from feed_server.hub import ascii_json, brief
+    from feed_server.encoding import ascii_json, brief
 
     conn = psycopg2.connect(settings.database_url)
     try:

@@ -1,13 +1,18 @@
 """``WS /ws/changes``: filtered, resumable change push. The protocol is in docs/websocket.md.
 
-Each connection reads the shared change log from its own position: the backfill comes from the
+This module is the protocol, whatever carries it: parsing subscriptions, the checks, the errors and close
+codes, and a subscriber streaming from its own position (:class:`Subscriber`). The backfill comes from the
 store, recent changes from the hub's memory, and the switch to live is seamless because both are the
 same gapless sequence. A subscriber whose send stays blocked (it does not read) is closed with its
 cursor; it holds no buffer of its own, so it delays nobody else.
 
-A subscriber that asks for ``batch`` gets the changes ready at each step as ``changes`` messages of at
-most that many changes, encoded once for every subscriber with the same filter and detail at the same
-position. ``detail=brief`` sends the same changes without the old and new values of their fields.
+Two transports: ``ocds-live serve`` hands the socket to the ``websockets`` library, and a caught-up
+subscriber to the fan-out, which frames each message once for all (feed_server.wsserver,
+feed_server.fanout); the ASGI route below (``serve --websocket asgi``, or any ASGI server) sends each
+subscriber's messages itself. A subscriber that asks for ``batch`` gets the changes ready at each step
+as ``changes`` messages of at most that many changes, encoded once for every subscriber with the same
+filter and detail at the same position. ``detail=brief`` sends the same changes without the old and
+new values of their fields.
 """
 
 from __future__ import annotations
