@@ -148,7 +148,9 @@ def serve(settings: Settings, workers: int = 1, websocket: str = "fanout") -> No
                 os.kill(child.pid, signum)
 
     signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # Ctrl-C reaches every process of the terminal's group already; a second signal would make uvicorn
+    # skip its graceful shutdown
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)
     for child in children:
         child.join()
 
