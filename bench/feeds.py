@@ -1,43 +1,48 @@
-"""Feed latency to websocket subscribers as they grow, and Atom and API requests/s, on a real stack.
+"""Websocket feed latency and CPU, old path beside new beside a bare broadcast loop; Atom and API requests/s.
 
-    .venv/bin/python bench/feeds.py [--subscribers 1000,2000,5000,10000] [--rate 200] [--seconds 20]
-                                    [--batch 100] [--baseline 1000] [--baseline-seconds 5]
-                                    [--keep-going] [--clients 4] [--http-seconds 10] [--concurrency 16]
+    .venv/bin/python bench/feeds.py [--subscribers 1000] [--rate 200] [--seconds 15]
+                                    [--hold 2000,5000,10000] [--hold-rate 20] [--hold-seconds 10]
+                                    [--batch 100] [--paths old,new] [--keep-going] [--clients 4]
+                                    [--warm 3000] [--http-seconds 10] [--concurrency 16]
 
-On an isolated stack (a fresh database and topics of its own) one ``ocds-live process`` worker and one
-``ocds-live serve`` run as child processes (``OCDS_LIVE_WS_MAX_PER_CLIENT`` and
-``OCDS_LIVE_READ_RATE_LIMIT`` raised, since every subscriber comes from 127.0.0.1). The store is
-warmed with ``--warm`` simulated releases first. Then, for each number of subscribers (connections are
-added, never dropped, and spread over ``--clients`` subscriber processes, each one asyncio loop of
-``websockets`` clients), simulated releases are sent for ``--seconds`` at ``--rate``/s with
-``ReleaseProducer`` (what ``ocds-live load`` uses) and every change each subscriber receives is timed:
+On an isolated stack (a fresh database and topics of its own) one ``ocds-live process`` worker and two
+feed servers run as child processes: ``ocds-live serve`` (the **new** path: websockets' own connection
+and the fan-out, feed_server/wsserver.py) and ``ocds-live serve --websocket asgi`` (the **old** path:
+the websocket through uvicorn's ASGI interface, one send per subscriber), both with
+``OCDS_LIVE_WS_MAX_PER_CLIENT`` and ``OCDS_LIVE_READ_RATE_LIMIT`` raised, since every subscriber comes
+from 127.0.0.1. The store is warmed with ``--warm`` simulated releases first. Then:
+
+1. **latency steps**: ``--subscribers`` subscribers on the old path, then the same ones on the new
+   path, while simulated releases are sent at ``--rate``/s for ``--seconds``;
+2. **the bare floor** (bench/feeds_bare.py): the same subscribers on a plain ``websockets`` server that
+   replays the new path's latency step (the changes that became visible together, at the same pace)
+   with ``broadcast()``, its frames encoded before the clock starts; its CPU per message received is
+   the floor the new path's is compared with;
+3. **hold steps**: at ``--hold-rate``/s, ``--hold`` subscribers (added, never dropped) on the old path,
+   then on the new one; each path stops at its first step whose p99 passes 1 s (``--keep-going``: not).
+
+Subscribers are spread over ``--clients`` processes, each one asyncio loop of ``websockets`` clients,
+and every change each one receives is timed:
 
 - **load -> receipt**: receipt time minus the send time (the ``produced-at`` header, taken in the sender);
 - **commit -> receipt**: receipt time minus the moment the change became visible in the store (this
   process polls the change log every 20 ms), i.e. the feed server's share of the latency;
-- **load -> commit**: that moment minus the send time, once per release (the worker's share, Kafka
-  included).
+- **load -> commit**: that moment minus the send time, once per release (the worker's share).
 
 Subscribers ask for batches (``batch=--batch``: the changes ready at each step of the server's hub
 come as one ``changes`` message, all its changes timed with one receipt time). The clients are load,
 not subject: to leave the cores to the server they pick the release ids out of ``change`` and
-``changes`` messages with a regular expression instead of parsing ~5 KB events in full. Before
-the batched steps, a baseline step runs ``--baseline`` unbatched subscribers (one ``change`` message
-per change, as before batching existed) for ``--baseline-seconds``; they are closed afterwards.
+``changes`` messages with a regular expression instead of parsing ~5 KB events in full.
 
 All processes share one clock (``time.time()``). The mix of filters: 10% none, 30% one buyer, 20% one
 procurement method, 20% a kind or kind prefix, 20% a minimum amount. The mix of details follows who
 holds those filters: dashboards (no filter, or a method) ask for ``detail=brief``, watchdog bots (a
-buyer, a kind, a minimum amount) for ``detail=summary``, i.e. 30% brief and 70% summary; the output
-gives the share of each and the average bytes per delivery (a change's share of the bytes of the
-messages received). At the end, the store's change events of the run are encoded at each detail as
-the server does, for the average size of a change. Stepping stops once p99 passes 1 s
-(``--keep-going``: run every step anyway). Then, with the subscribers gone, ``--concurrency`` concurrent
-httpx clients request ``/feeds/changes.atom``, ``/api/records/{ocid}`` (random ocids of the store) and
-``/api/changes?after=`` (random cursors) for ``--http-seconds`` each. Everything shares this machine's
-cores, the subscriber and HTTP clients included: the CPU columns say who used them, and ``server
-us/delivery`` is the server's CPU time divided by the changes delivered (``per msg``: by the messages
-sent).
+buyer, a kind, a minimum amount) for ``detail=summary``, i.e. 30% brief and 70% summary. Then, with the
+subscribers gone, ``--concurrency`` concurrent httpx clients request ``/feeds/changes.atom``,
+``/api/records/{ocid}`` and ``/api/changes?after=`` of the new path's server for ``--http-seconds``
+each. Everything shares this machine's cores, the subscriber and HTTP clients included: the CPU columns
+say who used them, and ``server us/delivery`` is the server's CPU time divided by the changes delivered
+(``per msg``: by the messages received).
 """
 
 from __future__ import annotations
@@ -96,8 +101,8 @@ LIMIT_P99 = 1.0  # seconds: stop adding subscribers once p99 passes this
 class Subscribers:
     """The websocket clients of one subscriber process, driven by commands from the parent."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self) -> None:
+        self.url = ""
         self.tasks: list[asyncio.Task[None]] = []
         self.received: list[tuple[bytes, float]] = []  # release id, receipt time
         self.messages = 0  # change or changes messages received while recording
@@ -165,13 +170,14 @@ class Subscribers:
         self.connected = 0
 
 
-async def _subscriber_loop(pipe: Connection, url: str) -> None:
-    subs = Subscribers(url)
+async def _subscriber_loop(pipe: Connection) -> None:
+    subs = Subscribers()
     loop = asyncio.get_running_loop()
     while True:
         command, arg = await loop.run_in_executor(None, pipe.recv)
         if command == "connect":
-            failed = await subs.connect(arg)
+            subs.url, queries = arg
+            failed = await subs.connect(queries)
             pipe.send({"failed": failed, "connected": subs.connected})
         elif command == "start":
             subs.received.clear()
@@ -183,7 +189,7 @@ async def _subscriber_loop(pipe: Connection, url: str) -> None:
             pipe.send({})
         elif command == "stop":
             subs.recording = False
-            times: dict[str, list[float]] = orjson.loads(Path(arg).read_bytes())
+            times: dict[str, list[float]] = orjson.loads(Path(arg).read_bytes()) if arg else {}
             total, feed = array.array("d"), array.array("d")
             unknown = 0
             for release_id, at in subs.received:
@@ -203,11 +209,11 @@ async def _subscriber_loop(pipe: Connection, url: str) -> None:
                 return
 
 
-def subscriber_process(pipe: Connection, url: str) -> None:
+def subscriber_process(pipe: Connection) -> None:
     """Entry point of one subscriber process."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(_subscriber_loop(pipe, url))
+    asyncio.run(_subscriber_loop(pipe))
 
 
 def filter_queries(count: int, offset: int, buyers: list[str], rng: random.Random, batch: int) -> list[str]:
@@ -247,7 +253,11 @@ class StoreWatch:
         self.conn = psycopg2.connect(settings.database_url)
         self.conn.autocommit = True
         self.visible: dict[str, float] = {}
-        self.last = 0
+        self.polls: list[tuple[float, list[int]]] = []  # when cursors became visible, together
+        with self.conn.cursor() as cur:
+            cur.execute("SELECT coalesce(max(cursor), 0) FROM changes")
+            row = cur.fetchone()
+            self.last = int(row[0]) if row else 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="store-watch", daemon=True)
         self._thread.start()
@@ -257,9 +267,12 @@ class StoreWatch:
             while not self._stop.is_set():
                 cur.execute("SELECT cursor, release_id FROM changes WHERE cursor > %s ORDER BY cursor", (self.last,))
                 now = time.time()
-                for cursor, release_id in cur.fetchall():
+                rows = cur.fetchall()
+                for cursor, release_id in rows:
                     self.last = cursor
                     self.visible[release_id] = now
+                if rows:
+                    self.polls.append((now, [cursor for cursor, _ in rows]))
                 self._stop.wait(0.02)
 
     def stop(self) -> None:
@@ -308,7 +321,7 @@ def wait_consumed(settings: Settings, total: int, timeout: float = 300) -> None:
 def event_sizes(settings: Settings, after: int) -> tuple[int, dict[str, float]]:
     """How many change events the store has past cursor ``after``, and their average encoded size at each
     detail, encoded as the server encodes them (compact JSON, ASCII)."""
-    from feed_server.hub import ascii_json, brief
+    from feed_server.encoding import ascii_json, brief
 
     conn = psycopg2.connect(settings.database_url)
     try:
@@ -362,6 +375,9 @@ class Step:
     bytes: Counter[str]  # detail -> bytes of change / changes messages received
     by_detail: Counter[str]  # detail -> changes received
     details: Counter[str]  # detail -> subscribers
+    polls: list[tuple[float, list[int]]]  # when cursors became visible in the store, together
+    path: str = "new"  # the feed server's websocket path: new (fan-out) or old (ASGI)
+    rate: float = 0.0  # releases/s sent
 
     def bytes_per_delivery(self, detail: str | None = None) -> float:
         """Average bytes received per change delivered, of one detail or of all."""
@@ -425,7 +441,7 @@ def run_step(settings: Settings, pipes: list[Connection], lines: Iterator[bytes]
     commit = [watch.visible[r] - t for r, t in sent.items() if r in watch.visible]
     step = Step(subscribers, len(sent), changes, len(total), total, feed, closes, cpu,
                 peak_rss_mb(pids["server"][0]), failed, batch, messages, len(total) + unknown, wall, commit,
-                sizes, by_detail, Counter(details))
+                sizes, by_detail, Counter(details), watch.polls)
     return step, consumed
 
 
@@ -469,53 +485,123 @@ def ms(value: float) -> str:
     return f"{value * 1e3:>8.0f}" if value == value else f"{'-':>8}"
 
 
+@dataclass
+class Planned:
+    path: str  # "old" (the ASGI websocket path) or "new" (the fan-out)
+    subscribers: int
+    rate: float
+    seconds: float
+    hold: bool  # a step of the search for the most subscribers held with p99 under LIMIT_P99
+
+
+@dataclass
+class Bare:
+    subscribers: int
+    messages: int  # received by the subscribers
+    deliveries: int
+    cpu: float  # seconds of the bare server's process over the replay
+    wall: float
+
+    @property
+    def us_per_message(self) -> float:
+        return self.cpu * 1e6 / max(1, self.messages)
+
+
+def run_bare(ctx: Any, pipes: list[Connection], queries: list[str], settings: Settings,
+             polls: list[tuple[float, list[int]]]) -> Bare:
+    """Replay the polls' changes to ``queries`` through a bare ``websockets.broadcast`` server."""
+    from bench.feeds_bare import bare_process
+
+    port = free_port()
+    ours, theirs = ctx.Pipe()
+    child = ctx.Process(target=bare_process, args=(theirs, port, settings.database_url), daemon=True)
+    child.start()
+    try:
+        ours.recv()
+        for i, pipe in enumerate(pipes):
+            pipe.send(("connect", (f"ws://127.0.0.1:{port}/ws/changes", queries[i::len(pipes)])))
+        failed = sum(pipe.recv()["failed"] for pipe in pipes)
+        print(f"{len(queries):,} subscribers connected to the bare broadcast server ({failed} failed)", flush=True)
+        for pipe in pipes:
+            pipe.send(("start", None))
+        for pipe in pipes:
+            pipe.recv()
+        first = polls[0][0]
+        ours.send(("replay", [(at - first, cursors) for at, cursors in polls]))
+        result = ours.recv()
+        messages = deliveries = 0
+        for pipe in pipes:
+            pipe.send(("stop", None))
+        for pipe in pipes:
+            answer = pipe.recv()
+            messages += answer["messages"]
+            deliveries += answer["unknown"]  # every release id is "unknown" without a times file
+        for pipe in pipes:
+            pipe.send(("drop", None))
+        for pipe in pipes:
+            pipe.recv()
+        ours.send(("close", None))
+        ours.recv()
+    finally:
+        child.join(5)
+        if child.is_alive():
+            child.kill()
+    return Bare(len(queries), messages, deliveries, result["cpu"], result["wall"])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--subscribers", default="1000,2000,5000,10000", help="steps, comma-separated")
-    parser.add_argument("--rate", type=float, default=200.0, help="releases/s sent during each step")
-    parser.add_argument("--seconds", type=float, default=20.0, help="sending time per step")
+    parser.add_argument("--subscribers", type=int, default=1000, help="subscribers of the latency steps")
+    parser.add_argument("--rate", type=float, default=200.0, help="releases/s sent during the latency steps")
+    parser.add_argument("--seconds", type=float, default=15.0, help="sending time of a latency step")
+    parser.add_argument("--hold", default="2000,5000,10000",
+                        help="subscribers of the steps at --hold-rate, comma-separated (each path stops at the "
+                             "first step whose p99 passes 1 s)")
+    parser.add_argument("--hold-rate", type=float, default=20.0, help="releases/s sent during the hold steps")
+    parser.add_argument("--hold-seconds", type=float, default=10.0, help="sending time of a hold step")
     parser.add_argument("--batch", type=int, default=100,
                         help="changes per message the subscribers ask for (0: one message per change)")
-    parser.add_argument("--baseline", type=int, default=1000,
-                        help="unbatched subscribers of the baseline step before the others (0: none)")
-    parser.add_argument("--baseline-seconds", type=float, default=5.0, help="sending time of the baseline step")
-    parser.add_argument("--keep-going", action="store_true", help="run every step, even after p99 passed 1 s")
+    parser.add_argument("--paths", default="old,new", help="which websocket paths to run: old (ASGI), new (fan-out)")
+    parser.add_argument("--keep-going", action="store_true", help="run every hold step, even after p99 passed 1 s")
     parser.add_argument("--clients", type=int, default=4, help="subscriber processes")
     parser.add_argument("--warm", type=int, default=3000, help="releases in the store before the first step")
-    parser.add_argument("--http-seconds", type=float, default=10.0)
+    parser.add_argument("--http-seconds", type=float, default=10.0, help="0: no HTTP measurements")
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    steps = sorted(int(s) for s in args.subscribers.split(",") if int(s) > 0)
+    paths = [p for p in ("old", "new") if p in args.paths.split(",")]
+    holds = sorted(int(n) for n in args.hold.split(",") if n.strip() and int(n) > 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server child inherits it
-    if max(steps) + 1000 > hard:
-        print(f"note: the open-files limit is {hard}; {max(steps):,} subscribers may not fit")
+    if max([args.subscribers, *holds]) + 1000 > hard:
+        print(f"note: the open-files limit is {hard}; {max(holds):,} subscribers may not fit")
     settings = base_settings()
-    port = free_port()
-    env = {"OCDS_LIVE_PORT": str(port), "OCDS_LIVE_WS_MAX_PER_CLIENT": "1000000",
-           "OCDS_LIVE_READ_RATE_LIMIT": "1000000"}
-    plan = [(args.baseline, 0, args.baseline_seconds)] if args.baseline and args.baseline_seconds > 0 else []
-    plan += [(n, args.batch, args.seconds) for n in steps]
-    needed = args.warm + int(args.rate * sum(seconds for _, _, seconds in plan)) + 1000
+    ports = {"new": free_port(), "old": free_port()}
+    env = {"OCDS_LIVE_WS_MAX_PER_CLIENT": "1000000", "OCDS_LIVE_READ_RATE_LIMIT": "1000000"}
+    plan = [Planned(path, args.subscribers, args.rate, args.seconds, False) for path in paths]
+    plan += [Planned(path, n, args.hold_rate, args.hold_seconds, True) for path in paths for n in holds]
+    needed = args.warm + int(sum(p.rate * p.seconds for p in plan)) + 1000
 
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="ocds-bench-") as tmp:
         folder = Path(tmp)
         jsonl = folder / "releases.jsonl"
         count, size = generate(jsonl, needed)
         print(f"generated {count:,} simulated releases ({size / count / 1e3:.1f} KB each)", flush=True)
-        with fresh_stack(settings, port=port) as stack, jsonl.open("rb") as f:
+        with fresh_stack(settings, port=ports["new"]) as stack, jsonl.open("rb") as f:
             lines = (line.rstrip(b"\n") for line in f)
             worker = Process(stack, "process", log=folder / "worker.log")
-            server = Process(stack, "serve", log=folder / "server.log", **env)
+            servers = {"new": Process(stack, "serve", log=folder / "server-new.log", **env),
+                       "old": Process(stack, "serve", "--websocket", "asgi", "--port", str(ports["old"]),
+                                      log=folder / "server-old.log", **env)}
             ctx = mp.get_context("spawn")
             pipes: list[Connection] = []
             children: list[Any] = []
             results: list[Step] = []
+            bare: Bare | None = None
             http: list[tuple[str, int, float, Counter[str], list[float], float, float]] = []
             try:
-                base = f"http://127.0.0.1:{port}"
-                wait_http(f"{base}/healthz")
+                for port in ports.values():
+                    wait_http(f"http://127.0.0.1:{port}/healthz")
                 send(stack, lines, args.warm, 5000.0)
                 wait_consumed(stack, args.warm)
                 buyers, ocids, head = store_sample(stack)
@@ -523,53 +609,65 @@ def main() -> int:
                       f"{len(buyers)} buyers", flush=True)
                 for _ in range(args.clients):
                     ours, theirs = ctx.Pipe()
-                    child = ctx.Process(target=subscriber_process, args=(theirs, f"ws://127.0.0.1:{port}/ws/changes"),
-                                        daemon=True)
+                    child = ctx.Process(target=subscriber_process, args=(theirs,), daemon=True)
                     child.start()
                     pipes.append(ours)
                     children.append(child)
-                pids = {"worker": [worker.pid], "server": [server.pid],
-                        "subscriber clients": [c.pid for c in children]}
                 consumed = args.warm
-                rng = random.Random(7)
                 connected = 0
+                queries: list[str] = []
                 details: Counter[str] = Counter()  # detail -> subscribers connected
                 first_cursor = head
-                for n, (target, batch, seconds) in enumerate(plan):
-                    if n and batch != plan[n - 1][1]:  # the baseline's subscribers go before the batched ones
+                failed_paths: set[str] = set()
+                previous: Planned | None = None
+                for planned in plan:
+                    if planned.hold and planned.path in failed_paths and not args.keep_going:
+                        continue
+                    if previous is None or (planned.path, planned.hold) != (previous.path, previous.hold):
                         for pipe in pipes:
                             pipe.send(("drop", None))
                         for pipe in pipes:
                             pipe.recv()
-                        connected = 0
+                        connected, queries, rng = 0, [], random.Random(7)  # the same subscribers for each path
                         details.clear()
-                        time.sleep(3.0)  # whatever the server still sent them is gone
+                        time.sleep(3.0)  # whatever a server still sent them is gone
+                    previous = planned
+                    url = f"ws://127.0.0.1:{ports[planned.path]}/ws/changes"
                     t0 = time.time()
-                    queries = filter_queries(target - connected, connected, buyers, rng, batch)
-                    details.update(parse_qs(q).get("detail", ["summary"])[0] for q in queries)
+                    new = filter_queries(planned.subscribers - connected, connected, buyers, rng, args.batch)
+                    queries += new
+                    details.update(parse_qs(q).get("detail", ["summary"])[0] for q in new)
                     for i, pipe in enumerate(pipes):
-                        pipe.send(("connect", queries[i::len(pipes)]))
+                        pipe.send(("connect", (url, new[i::len(pipes)])))
                     failed = sum(pipe.recv()["failed"] for pipe in pipes)
-                    connected = target
-                    mode = f"batch={batch}" if batch else "unbatched"
-                    print(f"{target:,} subscribers ({mode}) connected in {time.time() - t0:.1f}s ({failed} failed)",
-                          flush=True)
-                    step, consumed = run_step(stack, pipes, lines, target, args.rate, seconds, folder, pids,
-                                              consumed, failed, batch, details)
+                    connected = planned.subscribers
+                    print(f"{planned.path} path: {connected:,} subscribers connected in {time.time() - t0:.1f}s "
+                          f"({failed} failed); {planned.rate:g} releases/s for {planned.seconds:g}s", flush=True)
+                    pids = {"worker": [worker.pid], "server": [servers[planned.path].pid],
+                            "idle server": [servers["old" if planned.path == "new" else "new"].pid],
+                            "subscriber clients": [c.pid for c in children]}
+                    step, consumed = run_step(stack, pipes, lines, connected, planned.rate, planned.seconds, folder,
+                                              pids, consumed, failed, args.batch, details)
+                    step.path, step.rate = planned.path, planned.rate
                     results.append(step)
                     p99 = percentile(step.total, 0.99)
                     per_change, per_message = step.server_us
                     print(f"  load->receipt p50 {percentile(step.total, 0.5) * 1e3:.0f} ms, p99 {p99 * 1e3:.0f} ms; "
-                          f"load->commit p50 {percentile(step.commit, 0.5) * 1e3:.0f} ms, "
-                          f"p99 {percentile(step.commit, 0.99) * 1e3:.0f} ms; "
-                          f"commit->receipt p50 {percentile(step.feed, 0.5) * 1e3:.0f} ms, "
-                          f"p99 {percentile(step.feed, 0.99) * 1e3:.0f} ms; details {step.mix()}, "
-                          f"{step.bytes_per_delivery():,.0f} B/delivery; {step.deliveries:,} deliveries in "
-                          f"{step.messages:,} messages; server {per_change:.1f} us/delivery, "
+                          f"commit->receipt p99 {percentile(step.feed, 0.99) * 1e3:.0f} ms; {step.deliveries:,} "
+                          f"deliveries in {step.messages:,} messages; server {per_change:.1f} us/delivery, "
                           f"{per_message:.1f} us/message; CPU "
                           + ", ".join(f"{k} {v:.2f}" for k, v in step.cpu.items()) + " cores", flush=True)
-                    if batch and not p99 < LIMIT_P99 and not args.keep_going:
-                        break
+                    if planned.hold and not p99 <= LIMIT_P99:
+                        failed_paths.add(planned.path)
+                    if planned.path == "new" and not planned.hold and step.polls:
+                        for pipe in pipes:
+                            pipe.send(("drop", None))
+                        for pipe in pipes:
+                            pipe.recv()
+                        previous = None
+                        bare = run_bare(ctx, pipes, queries, stack, step.polls)
+                        print(f"bare broadcast: {bare.messages:,} messages, {bare.us_per_message:.1f} us/message",
+                              flush=True)
                 for pipe in pipes:
                     pipe.send(("close", None))
                 for pipe in pipes:
@@ -582,17 +680,18 @@ def main() -> int:
                     ("Atom /feeds/changes.atom", ["/feeds/changes.atom"]),
                     ("API /api/records/{ocid}", [f"/api/records/{o}" for o in picked]),
                     ("API /api/changes?after=", [f"/api/changes?after={rng.randrange(head)}" for _ in range(2000)]),
-                ]
-                for name, paths in workloads:
-                    meter = CpuMeter({"server": [server.pid]})
+                ] if args.http_seconds > 0 else []
+                for name, urls in workloads:
+                    meter = CpuMeter({"server": [servers["new"].pid]})
                     meter.start()
-                    n, wall, statuses, lat = asyncio.run(hammer(base, paths, args.http_seconds, args.concurrency))
+                    n, wall, statuses, lat = asyncio.run(hammer(f"http://127.0.0.1:{ports['new']}", urls,
+                                                                args.http_seconds, args.concurrency))
                     cores = meter.stop()
                     http.append((name, n, wall, statuses, lat, cores["machine"], cores["server"]))
                     print(f"{name}: {n / wall:,.0f} requests/s", flush=True)
-                server_rss = peak_rss_mb(server.pid)
+                server_rss = {path: peak_rss_mb(proc.pid) for path, proc in servers.items()}
             except BaseException:
-                for proc in (worker, server):
+                for proc in (worker, *servers.values()):
                     tail = "\n".join(proc.output().splitlines()[-25:])
                     print(f"--- the last lines of {proc.log.name}:\n{tail}", file=sys.stderr)
                 raise
@@ -602,54 +701,81 @@ def main() -> int:
                     if child.is_alive():
                         child.kill()
                 worker.stop()
-                server.stop()
+                for proc in servers.values():
+                    proc.stop()
 
+    report(args, results, bare, sizes, http, server_rss)
+    return 0
+
+
+def report(args: argparse.Namespace, results: list[Step], bare: Bare | None, sizes: tuple[int, dict[str, float]],
+           http: list[tuple[str, int, float, Counter[str], list[float], float, float]],
+           server_rss: dict[str, float]) -> None:
     print()
-    print(f"websocket: load -> receipt by subscribers, {args.rate:.0f} releases/s, mixed filters, "
-          f"{args.clients} subscriber processes, one run; {load_note()} at the end")
-    header = (f"{'subscribers':>11} {'batch':>9} {'details':>21} {'secs':>4} {'sent':>6} {'changes':>7} "
-              f"{'deliveries':>10} {'per sub':>7} {'messages':>9} {'B/delivery':>10} {'brief':>6} {'summary':>7} | "
-              f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} | {'load->commit p50':>16} {'p99':>6} | "
-              f"{'commit->receipt p50':>19} {'p99':>6} | {'cores: machine':>14} {'worker':>6} {'server':>6} "
+    print(f"websocket: load -> receipt by subscribers, mixed filters, batch={args.batch or 'unbatched'}, "
+          f"{args.clients} subscriber processes, one run; old = ASGI path (serve --websocket asgi), new = fan-out; "
+          f"{load_note()} at the end")
+    header = (f"{'path':>4} {'rate/s':>6} {'subscribers':>11} {'details':>21} {'secs':>4} {'sent':>6} {'changes':>7} "
+              f"{'deliveries':>10} {'per sub':>7} {'messages':>9} {'B/delivery':>10} | "
+              f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} | {'load->commit p99':>16} | "
+              f"{'commit->receipt p99':>19} | {'cores: machine':>14} {'worker':>6} {'server':>6} "
               f"{'clients':>7} {'pg+kafka':>8} | {'server us/delivery':>18} {'per msg':>7} "
               f"{'server RSS MB':>13}  closes")
     print(header)
     print("-" * len(header))
-    for s, (_, _, seconds) in zip(results, plan, strict=False):
+    for s in results:
         share = s.deliveries / max(1, s.changes * s.subscribers)
         closes = ", ".join(f"{k}: {v}" for k, v in s.closes.items()) or "-"
         per_change, per_message = s.server_us
-        print(f"{s.subscribers:>11,} {s.batch or 'unbatched':>9} {s.mix():>21} {seconds:>4.0f} {s.sent:>6,} "
-              f"{s.changes:>7,} {s.deliveries:>10,} {share:>7.1%} {s.messages:>9,} {s.bytes_per_delivery():>10,.0f} "
-              f"{s.bytes_per_delivery('brief'):>6,.0f} {s.bytes_per_delivery('summary'):>7,.0f} | "
+        seconds = s.wall
+        print(f"{s.path:>4} {s.rate:>6.0f} {s.subscribers:>11,} {s.mix():>21} {seconds:>4.0f} {s.sent:>6,} "
+              f"{s.changes:>7,} {s.deliveries:>10,} {share:>7.1%} {s.messages:>9,} {s.bytes_per_delivery():>10,.0f} | "
               f"{ms(percentile(s.total, 0.5))} {ms(percentile(s.total, 0.99))} {ms(max(s.total, default=float('nan')))}"
-              f" | {ms(percentile(s.commit, 0.5)):>16} {percentile(s.commit, 0.99) * 1e3:>6.0f}"
-              f" | {ms(percentile(s.feed, 0.5)):>19} {percentile(s.feed, 0.99) * 1e3:>6.0f} | "
+              f" | {percentile(s.commit, 0.99) * 1e3:>16.0f} | {percentile(s.feed, 0.99) * 1e3:>19.0f} | "
               f"{s.cpu['machine']:>14.2f} {s.cpu['worker']:>6.2f} {s.cpu['server']:>6.2f} "
               f"{s.cpu['subscriber clients']:>7.2f} {s.cpu['postgres + kafka']:>8.2f} | "
               f"{per_change:>18.1f} {per_message:>7.1f} {s.server_rss:>13,.0f}  {closes}")
-    held = [s.subscribers for s in results if s.batch and percentile(s.total, 0.99) < LIMIT_P99]
-    print(f"most batched subscribers held with p99 under {LIMIT_P99:.0f} s: {max(held):,}" if held else
-          f"no batched step kept p99 under {LIMIT_P99:.0f} s")
+    if bare is not None:
+        print(f"bare websockets.broadcast loop, the new path's {args.rate:g}/s step replayed (same changes, steps, "
+              f"groups and frames) to {bare.subscribers:,} subscribers: {bare.messages:,} messages, "
+              f"{bare.deliveries:,} deliveries, {bare.cpu / bare.wall:.2f} cores, "
+              f"{bare.us_per_message:.1f} us/message")
     events, average = sizes
     if events:
         print(f"change events of the run ({events:,}), encoded as the server sends them: "
-              + ", ".join(f"{d} {b:,.0f} B" for d, b in average.items())
-              + f" on average (brief = {average['brief'] / average['summary']:.0%} of summary); "
-              "B/delivery above also counts each message's envelope")
+              + ", ".join(f"{d} {b:,.0f} B" for d, b in average.items()) + " on average")
 
     print()
-    print(f"HTTP, {args.concurrency} concurrent httpx clients in one process, {args.http_seconds:.0f}s each, "
-          f"idle stack (server peak RSS {server_rss:,.0f} MB)")
-    header = (f"{'':<28} {'requests':>9} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'cores: machine':>14} "
-              f"{'server':>6}  statuses")
-    print(header)
-    print("-" * len(header))
-    for name, n, wall, statuses, lat, machine, served in http:
-        print(f"{name:<28} {n:>9,} {n / wall:>11,.0f} {ms(percentile(lat, 0.5))} {ms(percentile(lat, 0.99))} "
-              f"{machine:>14.2f} {served:>6.2f}  "
-              f"{dict(statuses)}")
-    return 0
+    print("what issue 15 asks, from the rows above:")
+    latency = {s.path: s for s in results if s.rate == args.rate and s.subscribers == args.subscribers}
+    if "new" in latency and bare is not None:
+        new_us = latency["new"].server_us[1]
+        print(f"- server CPU per delivered message, new path / bare broadcast: {new_us:.1f} / "
+              f"{bare.us_per_message:.1f} us = {new_us / bare.us_per_message:.2f}x (target <= 1.5x)")
+    if "new" in latency and "old" in latency:
+        old99, new99 = (percentile(latency[p].total, 0.99) for p in ("old", "new"))
+        print(f"- p99 at {args.subscribers:,} subscribers, {args.rate:g} releases/s: old {old99 * 1e3:.0f} ms, new "
+              f"{new99 * 1e3:.0f} ms = {new99 / old99:.2f}x of old (target <= 0.5x)")
+    for path in ("old", "new"):
+        held = [s.subscribers for s in results if s.path == path and s.rate == args.hold_rate
+                and percentile(s.total, 0.99) <= LIMIT_P99]
+        tried = [s.subscribers for s in results if s.path == path and s.rate == args.hold_rate]
+        if tried:
+            print(f"- {path} path at {args.hold_rate:g} releases/s: most subscribers held with p99 <= "
+                  f"{LIMIT_P99:.0f} s: {max(held):,}" if held else f"- {path} path: no step kept p99 <= 1 s",
+                  f"(steps tried: {', '.join(f'{n:,}' for n in tried)})")
+
+    if http:
+        print()
+        print(f"HTTP on the new path's server, {args.concurrency} concurrent httpx clients in one process, "
+              f"{args.http_seconds:.0f}s each, idle stack (server peak RSS {server_rss['new']:,.0f} MB)")
+        header = (f"{'':<28} {'requests':>9} {'requests/s':>11} {'p50 ms':>8} {'p99 ms':>8} {'cores: machine':>14} "
+                  f"{'server':>6}  statuses")
+        print(header)
+        print("-" * len(header))
+        for name, n, wall, statuses, lat, machine, served in http:
+            print(f"{name:<28} {n:>9,} {n / wall:>11,.0f} {ms(percentile(lat, 0.5))} {ms(percentile(lat, 0.99))} "
+                  f"{machine:>14.2f} {served:>6.2f}  {dict(statuses)}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Any, cast
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -19,6 +22,7 @@ from core.schema import load_schema
 from core.settings import Settings
 from core.store.connection import database_url
 from feed_server import alerts, api, atom, ingest, pages, projects, search, status, ws
+from feed_server.fanout import FanOut
 from feed_server.hub import ChangeHub, Database
 from feed_server.metrics import METRICS
 from feed_server.ratelimit import ClientLimiter
@@ -55,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))
         app.state.ws_clients = {}
         app.state.connections = set()
+        app.state.fanout = FanOut(hub)  # the live subscribers of `ocds-live serve` (feed_server.wsserver)
         app.state.limiter = ClientLimiter(settings.read_rate_limit)
         watchdog = asyncio.create_task(_watch_senders(app))
         collections = PlannedCollections(settings.full_gc_interval).start()
@@ -99,7 +104,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def metrics(request: Request) -> Response:
         """Prometheus metrics: connections, messages, subscriber lag, request latencies."""
         hub = request.app.state.hub
-        lags = [hub.head - c.sub.position for c in request.app.state.connections]
+        lags = [hub.head - c.position for c in request.app.state.connections]
         METRICS.head.set(hub.head)
         METRICS.ws_lag_max.set(max(lags, default=0))
         METRICS.ws_lag_sum.set(sum(lags))
@@ -118,12 +123,72 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> None:
-    """Run the feed server until interrupted."""
+WEBSOCKET_SERVERS = ("fanout", "asgi")
+
+
+def serve(settings: Settings, workers: int = 1, websocket: str = "fanout") -> None:
+    """Run the feed server until interrupted: ``workers`` processes sharing the port (``SO_REUSEPORT``),
+    each with its own change hub; websockets on the fan-out (``feed_server.wsserver``), or with
+    ``websocket="asgi"`` through the ASGI app like any other request (one send per subscriber)."""
+    if websocket not in WEBSOCKET_SERVERS:
+        raise ValueError(f"websocket must be one of {', '.join(WEBSOCKET_SERVERS)}, not {websocket!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be 1 or more, not {workers}")
+    many = f", {workers} processes" if workers > 1 else ""
+    print(f"ocds-live feed server on {settings.base_url}/  (websocket "
+          f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes, API docs {settings.base_url}/docs{many})",
+          flush=True)
+    if workers == 1:
+        _serve_one(settings, websocket, reuse_port=False)
+        return
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_serve_one, args=(settings, websocket, True), name=f"feed-server-{n}")
+                for n in range(workers)]
+    for child in children:
+        child.start()
+
+    def stop(signum: int, _frame: object) -> None:
+        for child in children:
+            if child.pid is not None and child.is_alive():
+                os.kill(child.pid, signum)
+
+    signal.signal(signal.SIGTERM, stop)
+    # Ctrl-C reaches every process of the terminal's group already; a second signal would make uvicorn
+    # skip its graceful shutdown
+    signal.signal(signal.SIGINT, lambda _signum, _frame: None)
+    for child in children:
+        child.join()
+
+
+def _serve_one(settings: Settings, websocket: str, reuse_port: bool) -> None:
+    """One feed server process on the port (one of several when ``reuse_port``)."""
     import uvicorn
 
-    print(f"ocds-live feed server on {settings.base_url}/  (websocket "
-          f"{settings.base_url.replace('http', 'ws', 1)}/ws/changes, API docs {settings.base_url}/docs)", flush=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, ws="websockets-sansio",
-                log_level="warning", ws_per_message_deflate=False, ws_ping_interval=20, ws_ping_timeout=20,
-                backlog=4096, timeout_graceful_shutdown=5)
+    from feed_server.wsserver import WebsocketFront
+
+    app = create_app(settings)
+    front = WebsocketFront(app) if websocket == "fanout" else None
+    config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            ws=cast(Any, front.protocol) if front else "websockets-sansio",
+                            ws_per_message_deflate=False, ws_ping_interval=20, ws_ping_timeout=20,
+                            backlog=4096, timeout_graceful_shutdown=5)
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            if front is not None:
+                await front.close()
+            await super().shutdown(sockets)
+
+    sockets = None
+    if reuse_port:
+        family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # the kernel spreads connections over processes
+        sock.bind((settings.host, settings.port))
+        sock.set_inheritable(True)
+        sockets = [sock]
+    Server(config).run(sockets=sockets)

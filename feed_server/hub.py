@@ -14,13 +14,12 @@ event as stored) and ``brief`` (the same event with only the path and op of each
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import logging
 import select
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +30,7 @@ from psycopg2.pool import ThreadedConnectionPool
 from core.filters import ChangeFilter
 from core.profiles import CompilerSource
 from core.store import reader
+from feed_server.encoding import ascii_json, brief, compact
 
 logger = logging.getLogger("ocds_live.feed")
 
@@ -53,61 +53,6 @@ class Selection:
 def _chunks(events: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
     for start in range(0, len(events), size):
         yield events[start:start + size]
-
-
-def _json_escape(error: UnicodeError) -> tuple[str, int]:
-    """The ``\\uXXXX`` escapes of the characters ASCII cannot encode (in JSON they only occur in strings)."""
-    if not isinstance(error, UnicodeEncodeError):
-        raise error
-    out = []
-    for char in error.object[error.start:error.end]:
-        code = ord(char)
-        if code > 0xFFFF:
-            code -= 0x10000
-            out.append(f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}")
-        else:
-            out.append(f"\\u{code:04x}")
-    return "".join(out), error.end
-
-
-codecs.register_error("ocds-live-json", _json_escape)
-
-
-def ascii_json(value: Any) -> str:
-    """``value`` as compact JSON text in ASCII only.
-
-    What is sent is encoded to UTF-8 again for every subscriber: an ASCII string is copied as it is,
-    while accented Spanish text would be transcoded each time (about 35 times slower).
-    """
-    data = orjson.dumps(value)
-    return data.decode() if data.isascii() else data.decode().encode("ascii", "ocds-live-json").decode()
-
-
-def _brief_changes(changes: list[Any]) -> list[Any]:
-    return [{key: change[key] for key in ("path", "op") if key in change} if isinstance(change, dict) else change
-            for change in changes]
-
-
-def brief(event: dict[str, Any]) -> dict[str, Any]:
-    """The change event with only the ``path`` and ``op`` of each changed field (no ``old``/``new`` values)."""
-    changes = event.get("changes")
-    if not isinstance(changes, list):
-        return event
-    return {**event, "changes": _brief_changes(changes)}
-
-
-def compact(event: dict[str, Any]) -> tuple[dict[str, Any], orjson.Fragment | None]:
-    """The event as the ring keeps it, and the ``changes`` of its brief form.
-
-    The changed fields (most of an event: every old and new value, as Python objects) become one encoded
-    JSON fragment, and so do their brief form: hundreds of objects fewer per event, in a ring that holds
-    tens of thousands of events, and nothing to serialise again when the event is sent.
-    """
-    changes = event.get("changes")
-    if not isinstance(changes, list):
-        return event, None
-    return ({**event, "changes": orjson.Fragment(orjson.dumps(changes))},
-            orjson.Fragment(orjson.dumps(_brief_changes(changes))))
 
 
 def _batch(bodies: list[str], last: int) -> Frame:
@@ -174,6 +119,9 @@ class ChangeHub:
         self.cache_chars = cache_chars  # at most this many characters of encoded batches are kept
         self._full: dict[tuple[PageKey, int], asyncio.Task[list[Frame]]] = {}  # until the next step
         self._stop = threading.Event()
+        # called at each step with the head before it, before any waiting subscriber wakes (feed_server.fanout)
+        self.step_listeners: list[Callable[[int], None]] = []
+        self.beat_listeners: list[Callable[[], None]] = []  # called at each heartbeat tick
 
     async def start(self) -> None:
         self.head = await self.db.run(reader.head)
@@ -221,7 +169,15 @@ class ChangeHub:
     async def _beat(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat)
+            self._notify(self.beat_listeners)
             self._resolve()
+
+    def _notify(self, listeners: list[Callable[..., None]], *args: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(*args)
+            except Exception:  # a listener's bug must not stop the log for everyone
+                logger.exception("change hub listener %r failed", listener)
 
     def matches(self, change_filter: ChangeFilter, event: dict[str, Any]) -> bool:
         """``change_filter.matches(event)``, decided once per distinct filter for all its subscribers."""
@@ -267,28 +223,34 @@ class ChangeHub:
                 await asyncio.sleep(1.0)
                 continue
             if events:
-                for event in events:
-                    kept, brief_changes = compact(event)
-                    self.ring.append(kept)
-                    if brief_changes is not None:
-                        self._brief[event["cursor"]] = brief_changes
-                self.head = events[-1]["cursor"]
-                self._pages.clear()
-                self._full.clear()
-                low = self.ring[0]["cursor"]
-                caches: list[dict[int, Any]] = [*self._messages.values(), self._brief]
-                for cache in caches:
-                    while cache and next(iter(cache)) < low:
-                        del cache[next(iter(cache))]
-                if len(self._verdicts) > 200_000:
-                    self._verdicts.clear()
-                self._prune_selections(low)
+                before = self.head
+                self.append(events)
+                self._notify(self.step_listeners, before)
                 self._resolve()
                 stepped = loop.time()
                 continue
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+
+    def append(self, events: list[dict[str, Any]]) -> None:
+        """Take the next changes of the log (cursors right after the head) into memory: one step's worth."""
+        for event in events:
+            kept, brief_changes = compact(event)
+            self.ring.append(kept)
+            if brief_changes is not None:
+                self._brief[event["cursor"]] = brief_changes
+        self.head = events[-1]["cursor"]
+        self._pages.clear()
+        self._full.clear()
+        low = self.ring[0]["cursor"]
+        caches: list[dict[int, Any]] = [*self._messages.values(), self._brief]
+        for cache in caches:
+            while cache and next(iter(cache)) < low:
+                del cache[next(iter(cache))]
+        if len(self._verdicts) > 200_000:
+            self._verdicts.clear()
+        self._prune_selections(low)
 
     async def wait(self) -> None:
         """Return at the next step of the log (new changes), or at the next heartbeat tick."""
@@ -301,6 +263,14 @@ class ChangeHub:
 
         Do not change the list: it is shared with every reader at the same position until the next step.
         """
+        page = self.recent(after, limit)
+        if page is not None:
+            return page
+        events: list[dict[str, Any]] = await self.db.run(reader.changes_after, after, limit)
+        return events
+
+    def recent(self, after: int, limit: int) -> list[dict[str, Any]] | None:
+        """Like :meth:`read` when the changes after ``after`` are in memory (else None), without waiting."""
         if after >= self.head:
             return []
         page = self._pages.get((after, limit))
@@ -310,8 +280,7 @@ class ChangeHub:
             start = after + 1 - self.ring[0]["cursor"]
             page = self._pages[after, limit] = [self.ring[i] for i in range(start, min(start + limit, len(self.ring)))]
             return page
-        events: list[dict[str, Any]] = await self.db.run(reader.changes_after, after, limit)
-        return events
+        return None
 
     def selection(self, change_filter: ChangeFilter, page: list[dict[str, Any]]) -> Selection:
         """The changes of ``page`` (a non-empty slice of the log) that match, decided once per filter."""
@@ -341,6 +310,14 @@ class ChangeHub:
             if self._selection_chars > self.cache_chars:
                 self._prune_selections(0)
         return frames
+
+    def messages(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int,
+                 detail: str = "summary") -> list[Frame]:
+        """The matching changes of ``page`` as the messages a subscriber gets: ``changes`` messages of at most
+        ``batch`` changes, or with ``batch`` 0 one ``change`` message each (``summary`` or ``brief``)."""
+        if batch:
+            return self.frames(change_filter, page, batch, detail)
+        return [(self.encoded(e, detail), e["cursor"]) for e in self.selection(change_filter, page).events]
 
     async def full_frames(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int) -> list[Frame]:
         """Like :meth:`frames` with each change's current ``compiledRelease``; shared until the next step."""

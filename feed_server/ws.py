@@ -1,13 +1,18 @@
 """``WS /ws/changes``: filtered, resumable change push. The protocol is in docs/websocket.md.
 
-Each connection reads the shared change log from its own position: the backfill comes from the
+This module is the protocol, whatever carries it: parsing subscriptions, the checks, the errors and close
+codes, and a subscriber streaming from its own position (:class:`Subscriber`). The backfill comes from the
 store, recent changes from the hub's memory, and the switch to live is seamless because both are the
 same gapless sequence. A subscriber whose send stays blocked (it does not read) is closed with its
 cursor; it holds no buffer of its own, so it delays nobody else.
 
-A subscriber that asks for ``batch`` gets the changes ready at each step as ``changes`` messages of at
-most that many changes, encoded once for every subscriber with the same filter and detail at the same
-position. ``detail=brief`` sends the same changes without the old and new values of their fields.
+Two transports: ``ocds-live serve`` hands the socket to the ``websockets`` library, and a caught-up
+subscriber to the fan-out, which frames each message once for all (feed_server.wsserver,
+feed_server.fanout); the ASGI route below (``serve --websocket asgi``, or any ASGI server) sends each
+subscriber's messages itself. A subscriber that asks for ``batch`` gets the changes ready at each step
+as ``changes`` messages of at most that many changes, encoded once for every subscriber with the same
+filter and detail at the same position. ``detail=brief`` sends the same changes without the old and
+new values of their fields.
 """
 
 from __future__ import annotations
@@ -94,15 +99,63 @@ def subscription_from(params: dict[str, Any], head: int) -> Subscription:
                         _parse_batch(params.get("batch")))
 
 
-class Connection:
-    def __init__(self, ws: WebSocket, hub: ChangeHub, send_timeout: float) -> None:
-        self.ws = ws
-        self.hub = hub
-        self.send_timeout = send_timeout
-        self.sub = Subscription(hub.head)
+class Gone(Exception):
+    """The client went away: its transport's own error, translated at the transport's boundary."""
+
+
+class Subscriber:
+    """One subscriber's side of the protocol, whatever carries its messages.
+
+    Subclasses give the transport: :class:`AsgiSubscriber` (any ASGI server, one send per subscriber) and
+    ``feed_server.wsserver.WebsocketSubscriber`` (the ``websockets`` server of ``ocds-live serve``, which hands
+    caught-up subscriptions to the fan-out). A subscriber streams from its own position in a task of its
+    own (the backfill, ``detail=full``, or when it fell behind), so its sends block nobody else.
+    """
+
+    def __init__(self, state: Any, client: str) -> None:
+        self.state = state
+        self.hub: ChangeHub = state.hub
+        self.client = client
+        self.send_timeout: float = state.settings.ws_send_timeout
+        self.sub = Subscription(self.hub.head)
         self.sender: asyncio.Future[None] | None = None
         self.sending_since: float | None = None  # watched by the server's watchdog, not a timer per send
-        self.too_slow = False
+        self.closed = asyncio.get_running_loop().create_future()  # done once the server closed the connection
+
+    # --- the transport -----------------------------------------------------------------------------
+
+    async def write(self, text: str) -> None:
+        """Send one text message; raise :class:`Gone` when the client is gone."""
+        raise NotImplementedError
+
+    async def read(self) -> str:
+        """The next client message; raise :class:`Gone` when the client is gone."""
+        raise NotImplementedError
+
+    async def _close(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+    def go_live(self, sub: Subscription) -> bool:
+        """Hand a caught-up subscription (at the hub's head) over to a fan-out; False: keep streaming it here."""
+        return False
+
+    def leave(self) -> None:
+        """Take the subscription back from the fan-out, if it has it."""
+
+    @property
+    def position(self) -> int:
+        """The cursor of the last change examined for this subscriber."""
+        return self.sub.position
+
+    # --- the protocol ------------------------------------------------------------------------------
+
+    async def close(self, code: int, reason: str = "") -> None:
+        try:
+            with contextlib.suppress(Exception):
+                await self._close(code, reason)
+        finally:
+            if not self.closed.done():
+                self.closed.set_result(None)
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.send_text(orjson.dumps(message).decode())
@@ -110,71 +163,119 @@ class Connection:
     async def send_text(self, text: str) -> None:
         self.sending_since = asyncio.get_running_loop().time()
         try:
-            await self.ws.send_text(text)
+            await self.write(text)
         finally:
             self.sending_since = None
         METRICS.ws_messages.inc()
 
     def stuck(self, now: float) -> bool:
-        """Whether a send has been blocked longer than the send timeout: then stop the sender."""
+        """Whether a send has been blocked longer than the send timeout: then stop the sender and close (4008)."""
         if self.sending_since is not None and now - self.sending_since > self.send_timeout:
-            self.too_slow = True
+            self.sending_since = None
             if self.sender is not None:
                 self.sender.cancel()
+            METRICS.ws_slow_closed.inc()
+            asyncio.ensure_future(self.close(CLOSE_TOO_SLOW, str(self.sub.position)))
             return True
         return False
 
     async def check_cursor(self, position: int) -> bool:
-        first = await self.ws.app.state.db.run(reader.first_cursor)
+        first = await self.state.db.run(reader.first_cursor)
         low = (first or 1) - 1
         if low <= position <= self.hub.head:
             return True
         await self.send({"type": "error", "code": "unknown-cursor", "cursor": position,
                          "message": f"cursor {position} is not in the change log ({low}..{self.hub.head}); "
                                     f"resume from {low} for everything the log still holds"})
-        await self.ws.close(CLOSE_BAD_CURSOR, reason=f"unknown cursor {position}")
+        await self.close(CLOSE_BAD_CURSOR, f"unknown cursor {position}")
         return False
 
-    def start(self) -> None:
-        """(Re)start streaming the current subscription."""
+    def start(self, sub: Subscription | None = None, *, caught_up: bool = False, announce: bool = True) -> None:
+        """(Re)start streaming a new subscription, or the current one from its position."""
+        self.leave()
         if self.sender is not None:
             self.sender.cancel()
-        self.sender = asyncio.ensure_future(self.stream(self.sub))
+        if sub is not None:
+            self.sub = sub
+        self.sender = asyncio.ensure_future(self._stream(self.sub, caught_up, announce))
 
-    async def receive(self) -> None:
-        """Client messages: ``subscribe`` replaces the subscription; anything else is an error."""
-        while True:
-            text = await self.ws.receive_text()
+    async def run(self, query: dict[str, Any]) -> None:
+        """The life of an accepted connection: limits, the subscription in ``query``, then streaming and
+        client messages until either side closes."""
+        counts: dict[str, int] = self.state.ws_clients
+        limit = self.state.settings.ws_max_per_client
+        if counts.get(self.client, 0) >= limit:
+            await self.send({"type": "error", "code": "too-many-connections",
+                             "message": f"at most {limit} connections per client address"})
+            await self.close(CLOSE_TOO_MANY)
+            return
+        counts[self.client] = counts.get(self.client, 0) + 1
+        METRICS.ws_connections.inc()
+        self.state.connections.add(self)
+        receiver: asyncio.Future[None] | None = None
+        try:
             try:
-                message = orjson.loads(text)
-                if not isinstance(message, dict) or message.get("type") != "subscribe":
-                    raise ProtocolError("the only client message is {\"type\": \"subscribe\", ...}")
-                sub = subscription_from(message, self.hub.head)
-            except (orjson.JSONDecodeError, ProtocolError) as exc:
-                await self.send({"type": "error", "code": "bad-message", "message": str(exc)})
-                continue
-            if await self.check_cursor(sub.position):
-                self.sub = sub
-                self.start()
+                self.sub = subscription_from(query, self.hub.head)
+            except ProtocolError as exc:
+                await self.send({"type": "error", "code": "bad-request", "message": str(exc)})
+                await self.close(CLOSE_BAD_MESSAGE)
+                return
+            if not await self.check_cursor(self.sub.position):
+                return
+            receiver = asyncio.ensure_future(self._receive())
+            self.start()
+            await asyncio.wait([receiver, self.closed], return_when=asyncio.FIRST_COMPLETED)
+        except Gone:
+            pass
+        finally:
+            self.leave()
+            tasks = [t for t in (receiver, self.sender) if t is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            counts[self.client] -= 1
+            self.state.connections.discard(self)
+            METRICS.ws_connections.dec()
+
+    async def _receive(self) -> None:
+        """Client messages: ``subscribe`` replaces the subscription; anything else is an error."""
+        with contextlib.suppress(Gone):
+            while True:
+                text = await self.read()
+                try:
+                    message = orjson.loads(text)
+                    if not isinstance(message, dict) or message.get("type") != "subscribe":
+                        raise ProtocolError("the only client message is {\"type\": \"subscribe\", ...}")
+                    sub = subscription_from(message, self.hub.head)
+                except (orjson.JSONDecodeError, ProtocolError) as exc:
+                    await self.send({"type": "error", "code": "bad-message", "message": str(exc)})
+                    continue
+                if await self.check_cursor(sub.position):
+                    self.start(sub)
 
     async def full(self, event: dict[str, Any]) -> dict[str, Any]:
-        state = self.ws.app.state
-        record = await state.db.run(reader.compiled, event["ocid"], state.compiler)
+        record = await self.state.db.run(reader.compiled, event["ocid"], self.state.compiler)
         return {**event, "compiledRelease": record}
 
-    async def stream(self, sub: Subscription) -> None:
-        """Send the subscription's changes forever: backfill, ``caught_up``, then live."""
-        subscribed = {"type": "subscribed", "cursor": sub.position, "detail": sub.detail,
-                      "filters": sub.filter.as_dict()}
-        await self.send({**subscribed, "batch": sub.batch} if sub.batch else subscribed)
-        caught_up = False
-        limit = self.ws.app.state.settings.ws_queue_size
+    async def _stream(self, sub: Subscription, caught_up: bool, announce: bool) -> None:
+        with contextlib.suppress(Gone):
+            await self.stream(sub, caught_up, announce)
+
+    async def stream(self, sub: Subscription, caught_up: bool = False, announce: bool = True) -> None:
+        """Send the subscription's changes: backfill, ``caught_up``, then live (here, or from the fan-out)."""
+        if announce:
+            subscribed = {"type": "subscribed", "cursor": sub.position, "detail": sub.detail,
+                          "filters": sub.filter.as_dict()}
+            await self.send({**subscribed, "batch": sub.batch} if sub.batch else subscribed)
+        limit = self.state.settings.ws_queue_size
         while True:
             events = await self.hub.read(sub.position, PAGE)
             if not events:
                 if not caught_up:
                     await self.send({"type": "caught_up", "cursor": sub.position})
                     caught_up = True
+                if self.go_live(sub):
+                    return
                 head = self.hub.head
                 await self.hub.wait()  # the next step of the log, or the hub's heartbeat tick
                 if self.hub.head == head:
@@ -184,74 +285,50 @@ class Connection:
                 await self.send({"type": "error", "code": "too-slow", "cursor": sub.position,
                                  "message": f"you fell more than {limit} changes behind; reconnect with "
                                             f"after={sub.position}"})
-                await self.ws.close(CLOSE_TOO_SLOW, reason=str(sub.position))
+                await self.close(CLOSE_TOO_SLOW, str(sub.position))
                 return
-            if sub.batch:
-                frames = (await self.hub.full_frames(sub.filter, events, sub.batch) if sub.detail == "full"
-                          else self.hub.frames(sub.filter, events, sub.batch, sub.detail))
-                for text, last in frames:
+            if sub.detail == "full":
+                if sub.batch:
+                    for text, last in await self.hub.full_frames(sub.filter, events, sub.batch):
+                        await self.send_text(text)
+                        sub.position = last
+                else:
+                    for event in self.hub.selection(sub.filter, events).events:
+                        await self.send({"type": "change", "cursor": event["cursor"], "change": await self.full(event)})
+                        sub.position = event["cursor"]
+            else:
+                for text, last in self.hub.messages(sub.filter, events, sub.batch, sub.detail):
                     await self.send_text(text)
                     sub.position = last
-            else:
-                for event in self.hub.selection(sub.filter, events).events:
-                    if sub.detail == "full":
-                        payload = await self.full(event)
-                        await self.send({"type": "change", "cursor": event["cursor"], "change": payload})
-                    else:
-                        await self.send_text(self.hub.encoded(event, sub.detail))
-                    sub.position = event["cursor"]
             sub.position = events[-1]["cursor"]
+
+
+class AsgiSubscriber(Subscriber):
+    """A subscriber over an ASGI websocket (Starlette's): one encoded send per subscriber and message."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        super().__init__(ws.app.state, ws.client.host if ws.client else "?")
+        self.ws = ws
+
+    async def write(self, text: str) -> None:
+        try:
+            await self.ws.send_text(text)
+        except (WebSocketDisconnect, RuntimeError) as exc:
+            raise Gone from exc
+
+    async def read(self) -> str:
+        try:
+            return await self.ws.receive_text()
+        except (WebSocketDisconnect, RuntimeError, KeyError) as exc:
+            raise Gone from exc
+
+    async def _close(self, code: int, reason: str) -> None:
+        await self.ws.close(code, reason=reason)
 
 
 @router.websocket("/ws/changes")
 async def changes(ws: WebSocket) -> None:
-    """Filtered change push; see docs/websocket.md for the protocol."""
-    state = ws.app.state
-    client = ws.client.host if ws.client else "?"
-    counts: dict[str, int] = state.ws_clients
+    """Filtered change push over the ASGI app (``ocds-live serve --websocket asgi``, or any ASGI server); see
+    docs/websocket.md for the protocol."""
     await ws.accept()
-    if counts.get(client, 0) >= state.settings.ws_max_per_client:
-        await ws.send_text(orjson.dumps({"type": "error", "code": "too-many-connections",
-                                         "message": f"at most {state.settings.ws_max_per_client} "
-                                                    "connections per client address"}).decode())
-        await ws.close(CLOSE_TOO_MANY)
-        return
-    counts[client] = counts.get(client, 0) + 1
-    METRICS.ws_connections.inc()
-    conn = Connection(ws, state.hub, state.settings.ws_send_timeout)
-    state.connections.add(conn)
-    try:
-        try:
-            conn.sub = subscription_from(dict(ws.query_params), state.hub.head)
-        except ProtocolError as exc:
-            await conn.send({"type": "error", "code": "bad-request", "message": str(exc)})
-            await ws.close(CLOSE_BAD_MESSAGE)
-            return
-        if not await conn.check_cursor(conn.sub.position):
-            return
-        receiver = asyncio.ensure_future(conn.receive())
-        conn.start()
-        try:
-            while conn.sender is not None:
-                sender = conn.sender
-                done, _ = await asyncio.wait([receiver, sender], return_when=asyncio.FIRST_COMPLETED)
-                if receiver in done:
-                    break  # the client went away
-                if sender.cancelled() and not conn.too_slow:
-                    continue  # replaced by a new subscription
-                if conn.too_slow:
-                    METRICS.ws_slow_closed.inc()
-                    with contextlib.suppress(Exception):
-                        await ws.close(CLOSE_TOO_SLOW, reason=str(conn.sub.position))
-                break
-        finally:
-            receiver.cancel()
-            if conn.sender is not None:
-                conn.sender.cancel()
-            await asyncio.gather(receiver, *([conn.sender] if conn.sender else []), return_exceptions=True)
-    except (WebSocketDisconnect, RuntimeError):
-        pass
-    finally:
-        counts[client] -= 1
-        state.connections.discard(conn)
-        METRICS.ws_connections.dec()
+    await AsgiSubscriber(ws).run(dict(ws.query_params))

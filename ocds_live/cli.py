@@ -113,7 +113,8 @@ def _process(settings: Settings, args: argparse.Namespace) -> int:
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     from feed_server.app import serve
 
-    serve(settings)
+    where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    serve(settings.model_copy(update=where) if where else settings, workers=args.workers, websocket=args.websocket)
     return 0
 
 
@@ -234,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_process)
 
     p = sub.add_parser("serve", help="the feed server: websocket, API, pages")
+    p.add_argument("--host", help="address to listen on (default: OCDS_LIVE_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to listen on (default: OCDS_LIVE_PORT, else 8000)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="server processes sharing the port (SO_REUSEPORT), each with its own change hub: "
+                        "one per core for the most subscribers (default 1)")
+    p.add_argument("--websocket", choices=("fanout", "asgi"), default="fanout",
+                   help="fanout (default): /ws/changes on the websockets library, each message framed once for "
+                        "all its subscribers; asgi: through the ASGI app, one send per subscriber (the slower "
+                        "path, kept as bench/feeds.py's baseline)")
     p.set_defaults(handler=_serve)
 
     p = sub.add_parser("load", help="bulk-load releases into Kafka ('-' for stdin)")
