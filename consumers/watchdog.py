@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from core.exceptions import OcdsLiveError
@@ -24,11 +25,12 @@ from core.redflags import mexico, population
 from core.redflags.cardinal import bid_counts, bid_ratio
 from core.redflags.config import RulesConfig
 from core.redflags.rules import PROCESS_RULES, process_flags
-from core.redflags.types import Evidence, Flag, buyer_id
+from core.redflags.types import Evidence, Flag, buyer_id, when
 from core.store import alerts, reader
 from core.store.connection import Connection, translated_errors
 
 logger = logging.getLogger("ocds_live.watchdog")
+MAX_DATE = datetime.max.replace(tzinfo=UTC)  # an unreadable date is never the earliest
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class Engine:
         dates: dict[str, str | None] = {}
         for m in (m for m in messages if m.ocid):  # the earliest release date of the batch's changes of a process
             known = dates.get(m.ocid)
-            dates[m.ocid] = m.date if known is None or (m.date is not None and m.date < known) else known
+            earlier = m.date is not None and (known is None or (when(m.date) or MAX_DATE) < (when(known) or MAX_DATE))
+            dates[m.ocid] = m.date if earlier else known
         flags: list[Flag] = []
         pairs: set[tuple[str, str]] = set()
         currencies: set[str] = set()

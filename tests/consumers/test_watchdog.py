@@ -174,3 +174,20 @@ def test_r038_agrees_with_cardinals_example_and_names_the_processes(
     assert [(e["rule"], e["key"], e["detail"]["ratio"]) for e in events] == [("R038", "buyer|B", 0.5)]
     assert events[0]["evidence"] == [{"pointer": "/bids/details", "value": {"disqualified": 1, "submitted": 2},
                                       "ocid": "ocds-test-r0"}]
+
+
+def test_late_publication_keeps_the_first_publication_date(stack: tuple[Settings, StoreWriter, Engine]) -> None:
+    """A contract signed in January first published in June is raised once; later releases of the process do not
+    move its first publication, so nothing more is raised or withdrawn."""
+    settings, store, engine = stack
+    engine.config = replace(engine.config, late_publication_days=90)
+    contract = {"ocid": "ocds-test-late", "id": "1", "date": "2024-06-01T00:00:00Z", "tag": ["contract"],
+                "contracts": [{"id": "c1", "dateSigned": "2024-01-01T00:00:00Z"}]}
+    store.write([contract])
+    events = run(engine, messages(settings))
+    assert [(e["rule"], e["evidence"][0]["pointer"]) for e in events] == [("MX-LATE-PUBLICATION",
+                                                                           "/contracts/0/dateSigned")]
+    assert events[0]["detail"]["first_published"] == "2024-06-01T00:00:00Z"
+    store.write([{**contract, "id": "2", "date": "2024-07-01T00:00:00Z", "tag": ["contractUpdate"],
+                  "contracts": [{"id": "c1", "title": "Servicio"}]}])
+    assert run(engine, messages(settings, after=1)) == []
