@@ -22,6 +22,7 @@ from core.exceptions import Finding, MergeConflictError, Where
 from core.extensions import ExtensionResolver
 from core.kafka import HEADER_EXTENSIONS, HEADER_PUBLISHER, parse_extensions
 from core.merge import MergedRecord, RecordMerger, order_key
+from core.oc4ids import cached_oc4ids_schema
 from core.profiles import Profiles, extension_set
 from core.publishers import Publishers
 from core.schema import OcdsSchema
@@ -124,6 +125,9 @@ class BatchProcessor:
                                      download=settings.extensions_download)
         self.profiles = Profiles(schema, resolver, max_bytes=settings.max_release_bytes,
                                  max_depth=settings.max_depth)
+        # read at start-up: a worker that cannot have the OC4IDS schema fails now, with what to do, rather
+        # than dead-lettering every batch that touches a project
+        cached_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir)
         self._connect = connect
         self._conn: Connection | None = None
         # Records this worker merged lately, with the seq of the write that stored them and the text
