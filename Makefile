@@ -7,6 +7,10 @@ SHARED_SCHEMA := $(abspath ../shared/ocds/1.1.5)
 ifneq ($(wildcard $(SHARED_SCHEMA)/release-schema.json),)
 export OCDS_LIVE_SCHEMA_DIR ?= $(SHARED_SCHEMA)
 endif
+SHARED_OC4IDS := $(abspath ../shared/oc4ids/0.9.4)
+ifneq ($(wildcard $(SHARED_OC4IDS)/project-schema.json),)
+export OCDS_LIVE_OC4IDS_DIR ?= $(SHARED_OC4IDS)
+endif
 
 .PHONY: install demo test lint typecheck unit integration services-up services-down bench clean
 

@@ -5,6 +5,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
 export OCDS_LIVE_SCHEMA_DIR="${OCDS_LIVE_SCHEMA_DIR:-$(cd .. && pwd)/shared/ocds/1.1.5}"
+export OCDS_LIVE_OC4IDS_DIR="${OCDS_LIVE_OC4IDS_DIR:-$(cd .. && pwd)/shared/oc4ids/0.9.4}"
 
 started=""
 if ! $BIN/ocds-live services status >/dev/null 2>&1; then

@@ -31,6 +31,7 @@ import orjson
 from psycopg2.extras import execute_values
 
 from core.changes import diff
+from core.exceptions import SchemaUnavailableError, StoreUnavailableError
 from core.merge import MergedRecord, RecordMerger
 from core.oc4ids import Oc4idsSchema, cached_oc4ids_schema
 from core.projects import (
@@ -181,6 +182,10 @@ def rebuild(cur: Cursor, settings: Settings, merger: RecordMerger, touched: Mapp
     if not pids:
         return 0
     base_url = settings.base_url
+    try:
+        oc4ids = cached_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir)
+    except SchemaUnavailableError as exc:  # the batch waits and is retried, as when the store is down
+        raise StoreUnavailableError(f"projects cannot be built without the OC4IDS schema: {exc}") from exc
     cur.execute("SELECT id, data, digest, supplied::text FROM projects WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                 (pids,))
     stored = {pid: (orjson.loads(data), dig, orjson.loads(fields)) for pid, data, dig, fields in cur.fetchall()}
@@ -193,8 +198,7 @@ def rebuild(cur: Cursor, settings: Settings, merger: RecordMerger, touched: Mapp
         group = members.get(pid, [])
         if old_project is None and not group and not (supplied and pid in supplied):
             continue  # a project nobody belongs to, and no row to keep
-        project, removed = conform(build(pid, group, fields), cached_oc4ids_schema(settings.oc4ids_dir,
-                                                                                  settings.cache_dir))
+        project, removed = conform(build(pid, group, fields), oc4ids)
         new_digest = digest(project)
         if new_digest == old_digest and not (supplied and pid in supplied):
             continue
