@@ -46,16 +46,13 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _projects(settings: Settings, args: argparse.Namespace) -> int:
-    from core.merge import RecordMerger
     from core.oc4ids import load_oc4ids_schema
-    from core.schema import load_schema
     from core.store.connection import connect
     from core.store.projects import apply_file
 
-    merger = RecordMerger(load_schema(settings.schema_dir, settings.cache_dir), versioned=False)
     conn = connect(settings)
     try:
-        done = apply_file(conn, settings, merger, load_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir))
+        done = apply_file(conn, settings, load_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir))
     finally:
         conn.close()
     for pid, outcome in done:
