@@ -161,16 +161,3 @@ def test_project_pages_are_html_with_a_strict_policy(stack: tuple[Settings, Test
     assert f'<script type="module" src="/static/{script}">' in response.text
     assert client.get(f"/static/{script}").status_code == 200
 
-
-def test_websocket_project_filter(stack: tuple[Settings, TestClient]) -> None:
-    """WS /ws/changes?project= backfills exactly the project's own changes and its processes', in order."""
-    settings, client = stack
-    want = [c for (c,) in pipeline.query(settings, "SELECT cursor FROM changes WHERE event::jsonb #>> "
-                                                   "'{summary,project}' = %s ORDER BY cursor", (NAICM,))]
-    got = []
-    with client.websocket_connect(f"/ws/changes?after=0&project={quote(NAICM, safe='')}") as ws:
-        while (message := ws.receive_json())["type"] != "caught_up":
-            if message["type"] == "change":
-                assert message["change"]["summary"]["project"] == NAICM
-                got.append(message["cursor"])
-    assert got == want and len(got) > 292
