@@ -12,7 +12,6 @@ SHARED_EXTENSIONS := $(abspath ../shared/ocds/extensions)
 ifneq ($(wildcard $(SHARED_EXTENSIONS)/index.json),)
 export OCDS_LIVE_EXTENSIONS_DIR ?= $(SHARED_EXTENSIONS)
 endif
-# OC4IDS 0.9.4 (infrastructure projects): ../shared's copy when there is one, else downloaded once
 SHARED_OC4IDS := $(abspath ../shared/oc4ids/0.9.4)
 ifneq ($(wildcard $(SHARED_OC4IDS)/project-schema.json),)
 export OCDS_LIVE_OC4IDS_DIR ?= $(SHARED_OC4IDS)

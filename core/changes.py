@@ -56,7 +56,6 @@ KINDS: dict[str, tuple[str, str]] = {
     "planning.updated": ("Planeación actualizada", "Planning updated"),
     "parties.updated": ("Partes actualizadas", "Parties updated"),
     "record.updated": ("Registro actualizado", "Record updated"),
-    "project.updated": ("Proyecto actualizado", "Project updated"),  # an infrastructure project (core.store.projects)
 }
 """Kind code -> (Spanish title, English title), most important first."""
 

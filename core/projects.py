@@ -29,6 +29,7 @@ from __future__ import annotations
 import decimal
 import hashlib
 import logging
+import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,13 +151,19 @@ def read_projects_file(path: Path) -> list[Supplied]:
     return entries
 
 
-def linked_releases(base_url: str, ocid: str, releases: Iterable[tuple[str, str, list[str]]]) -> list[dict[str, Any]]:
-    """Linked releases (id, url, date, tag) of a process, in (date, id) order, as the API serves them."""
-    return [
-        {"id": rid, "url": f"{base_url}/api/releases/{quote(ocid, safe='')}/{quote(rid, safe='')}",
-         "date": date, "tag": list(tags)}
-        for rid, date, tags in sorted(releases, key=lambda r: (r[1], r[0]))
-    ]
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*")
+
+
+def _quoted(text: str) -> str:
+    return text if _PLAIN.fullmatch(text) else quote(text, safe="")
+
+
+def linked_releases(base_url: str, ocid: str, releases: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """Linked releases (id, url, date, tag) of a process from its releases' (id, date, tags), in (date, id)
+    order, as the API serves them."""
+    path = f"{base_url}/api/releases/{_quoted(ocid)}/"
+    return [{"id": rid, "url": path + _quoted(rid), "date": date, "tag": list(tags)}
+            for rid, date, tags in sorted(releases, key=lambda r: (r[1], r[0]))]
 
 
 def _json_number(value: decimal.Decimal) -> int | float:

@@ -246,7 +246,7 @@ class BatchProcessor:
                                         self._checkpoints(merged, stored, numbers.release))
             saved = {ocid: _Cached(seq, record, texts[ocid])
                      for seq, (ocid, record) in enumerate(ordered, start=numbers.record)}
-            result.changes = projects.follow(cur, self.settings, self.profiles, merged.records, stored, events)
+            result.changes = projects.follow(cur, self.settings, merged.records, stored, events)
             result.changes += writer.append_changes(cur, events, self.settings.base_url, numbers.change)
             result.accepted = len(stored)
             for msg, findings, release in rejected:

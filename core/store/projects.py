@@ -31,9 +31,9 @@ import orjson
 from psycopg2.extras import execute_values
 
 from core.changes import diff
+from core.exceptions import SchemaUnavailableError, StoreUnavailableError
 from core.merge import MergedRecord
 from core.oc4ids import Oc4idsSchema, cached_oc4ids_schema
-from core.profiles import CompilerSource
 from core.projects import (
     Member,
     ProjectFieldsError,
@@ -49,7 +49,7 @@ from core.projects import (
     read_projects_file,
 )
 from core.settings import Settings
-from core.store import reader, writer
+from core.store import writer
 from core.types import Release
 
 Cursor = Any
@@ -88,8 +88,8 @@ class Cause:
     publisher: str | None = None
 
 
-def follow(cur: Cursor, settings: Settings, merger: CompilerSource, records: Mapping[str, MergedRecord],
-           stored: Sequence[_Stored], events: list[dict[str, Any]]) -> int:
+def follow(cur: Cursor, settings: Settings, records: Mapping[str, MergedRecord], stored: Sequence[_Stored],
+           events: list[dict[str, Any]]) -> int:
     """Bring the projects of the batch's processes up to date; returns the number of project changes.
 
     ``records`` are the batch's merged records (saved), ``stored`` its accepted releases, ``events`` its
@@ -116,10 +116,7 @@ def follow(cur: Cursor, settings: Settings, merger: CompilerSource, records: Map
     gone = [ocid for ocid in ocids if ocid in old and now[ocid] is None]
     if gone:
         cur.execute("DELETE FROM project_members WHERE ocid = ANY(%s)", (gone,))
-    rows = [(ocid, n[0], n[1]) for ocid, n in now.items() if n is not None and old.get(ocid) != (n[0], n[1])]
-    if rows:
-        execute_values(cur, "INSERT INTO project_members (ocid, project_id, publisher) VALUES %s ON CONFLICT (ocid) "
-                       "DO UPDATE SET project_id = EXCLUDED.project_id, publisher = EXCLUDED.publisher", rows)
+    _save_members(cur, {ocid: (n[0], n[1], records[ocid].compiled) for ocid, n in now.items() if n is not None})
     for event in events:
         found = now.get(event["ocid"])
         if found is not None and isinstance(event.get("summary"), dict):
@@ -136,40 +133,44 @@ def follow(cur: Cursor, settings: Settings, merger: CompilerSource, records: Map
             touched[pid] = max(touched.get(pid, here), here, key=lambda c: (c.date, c.release_id))
         if found:
             owners.setdefault(found[0], (found[1], found[2]))
-    return rebuild(cur, settings, merger, touched, {o: r.compiled for o, r in records.items()}, owners)
+    return rebuild(cur, settings, touched, {o: r.compiled for o, r in records.items()}, owners)
 
 
-def _members(cur: Cursor, pids: list[str], merger: CompilerSource, known: Mapping[str, Release],
-             base_url: str) -> dict[str, list[Member]]:
-    """Each project's members: compiled releases (``known`` ones as given, the others from the store) and
-    linked releases."""
-    cur.execute("SELECT project_id, ocid FROM project_members WHERE project_id = ANY(%s)", (pids,))
-    by_project: dict[str, list[str]] = defaultdict(list)
-    for pid, ocid in cur.fetchall():
-        by_project[pid].append(ocid)
-    everyone = sorted({o for ocids in by_project.values() for o in ocids})
-    need = [o for o in everyone if o not in known]
-    compiled: dict[str, Release] = dict(known)
-    if need:
-        cur.execute("SELECT ocid, compiled::text, tail_bytes, extensions FROM records WHERE ocid = ANY(%s)", (need,))
-        compiled.update(reader.up_to_date(cur, merger, cur.fetchall()))
+def _save_members(cur: Cursor, members: Mapping[str, tuple[str, str, Release]]) -> None:
+    """Upsert the membership rows of ``members`` (ocid -> project id, publisher, current compiled release),
+    with their releases' ids, dates and tags (this batch's included: they are stored before)."""
+    if not members:
+        return
     releases: dict[str, list[tuple[str, str, list[str]]]] = defaultdict(list)
-    if everyone:
-        cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s)", (everyone,))
-        for ocid, rid, date, tags in cur.fetchall():
-            releases[ocid].append((rid, date, list(tags)))
-    return {  # the batch's own records (``known``) stay the caller's; those read here are the members' own
-        pid: [Member(o, compiled[o], linked_releases(base_url, o, releases[o]), owned=o not in known)
-              for o in sorted(ocids) if o in compiled]
-        for pid, ocids in by_project.items()
-    }
+    cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s)", (sorted(members),))
+    for ocid, rid, date, tags in cur.fetchall():
+        releases[ocid].append((rid, date, list(tags)))
+    rows = [(ocid, pid, publisher, writer.json_text(compiled), writer.json_text(sorted(releases[ocid])))
+            for ocid, (pid, publisher, compiled) in sorted(members.items())]
+    execute_values(cur, "INSERT INTO project_members (ocid, project_id, publisher, compiled, releases) VALUES %s "
+                   "ON CONFLICT (ocid) DO UPDATE SET project_id = EXCLUDED.project_id, publisher = EXCLUDED.publisher, "
+                   "compiled = EXCLUDED.compiled, releases = EXCLUDED.releases", rows, page_size=len(rows))
+
+
+def _members(cur: Cursor, pids: list[str], known: Mapping[str, Release], base_url: str) -> dict[str, list[Member]]:
+    """Each project's members: compiled releases (``known`` ones as given, the others as their membership rows
+    keep them) and linked releases."""
+    cur.execute("SELECT project_id, ocid, CASE WHEN ocid = ANY(%s) THEN NULL ELSE compiled END, releases "
+                "FROM project_members WHERE project_id = ANY(%s) ORDER BY ocid", (list(known), pids))
+    out: dict[str, list[Member]] = defaultdict(list)
+    for pid, ocid, compiled, releases in cur.fetchall():
+        # the batch's own records (``known``) stay the caller's; those read here are the members' own
+        mine = compiled is not None
+        out[pid].append(Member(ocid, orjson.loads(compiled) if mine else known[ocid],
+                               linked_releases(base_url, ocid, orjson.loads(releases)), owned=mine))
+    return out
 
 
 def project_url(base_url: str, pid: str) -> str:
     return f"{base_url}/api/projects/{quote(pid, safe='')}"
 
 
-def rebuild(cur: Cursor, settings: Settings, merger: CompilerSource, touched: Mapping[str, Cause],
+def rebuild(cur: Cursor, settings: Settings, touched: Mapping[str, Cause],
             known: Mapping[str, Release], owners: Mapping[str, tuple[str, str]],
             supplied: Mapping[str, tuple[dict[str, Any], str]] | None = None) -> int:
     """Rebuild the projects ``touched`` (each once) and write those that changed, with their events.
@@ -182,10 +183,14 @@ def rebuild(cur: Cursor, settings: Settings, merger: CompilerSource, touched: Ma
     if not pids:
         return 0
     base_url = settings.base_url
+    try:
+        oc4ids = cached_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir)
+    except SchemaUnavailableError as exc:  # the batch waits and is retried, as when the store is down
+        raise StoreUnavailableError(f"projects cannot be built without the OC4IDS schema: {exc}") from exc
     cur.execute("SELECT id, data, digest, supplied::text FROM projects WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
                 (pids,))
     stored = {pid: (orjson.loads(data), dig, orjson.loads(fields)) for pid, data, dig, fields in cur.fetchall()}
-    members = _members(cur, pids, merger, known, base_url)
+    members = _members(cur, pids, known, base_url)
     writes, events = [], []
     for pid in pids:
         old_project, old_digest, fields = stored.get(pid, (None, None, {}))
@@ -194,8 +199,7 @@ def rebuild(cur: Cursor, settings: Settings, merger: CompilerSource, touched: Ma
         group = members.get(pid, [])
         if old_project is None and not group and not (supplied and pid in supplied):
             continue  # a project nobody belongs to, and no row to keep
-        project, removed = conform(build(pid, group, fields), cached_oc4ids_schema(settings.oc4ids_dir,
-                                                                                  settings.cache_dir))
+        project, removed = conform(build(pid, group, fields), oc4ids)
         new_digest = digest(project)
         if new_digest == old_digest and not (supplied and pid in supplied):
             continue
@@ -275,18 +279,18 @@ def _append(cur: Cursor, events: list[dict[str, Any]], first: int) -> None:
 
 
 def supply(conn: Any, pid: str, publisher: str, local: str, fields: dict[str, Any], supplied_by: str,
-           settings: Settings, merger: CompilerSource) -> bool:
+           settings: Settings) -> bool:
     """Store supplied project-level fields for ``pid`` (replacing earlier ones) and rebuild it, in one
     transaction. Returns whether the project changed."""
     with conn.cursor() as cur:
         cur.execute("SELECT last FROM feed_counter WHERE id = 1 FOR UPDATE")  # the writers' lock order
-        changed = rebuild(cur, settings, merger, {pid: Cause(publisher=publisher)}, {}, {pid: (publisher, local)},
+        changed = rebuild(cur, settings, {pid: Cause(publisher=publisher)}, {}, {pid: (publisher, local)},
                           {pid: (fields, supplied_by)})
     conn.commit()
     return changed > 0
 
 
-def apply_file(conn: Any, settings: Settings, merger: CompilerSource, schema: Oc4idsSchema) -> list[tuple[str, str]]:
+def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema) -> list[tuple[str, str]]:
     """Supply the fields of the operators' projects file (``settings.projects_file``): every entry is checked
     against the OC4IDS project schema first (nothing is applied when one fails), then each project whose stored
     fields differ gets them. Returns (project id, "changed" / "stored" / "unchanged") per entry."""
@@ -308,6 +312,6 @@ def apply_file(conn: Any, settings: Settings, merger: CompilerSource, schema: Oc
         if row is not None and orjson.loads(row[0]) == entry.fields:
             out.append((pid, "unchanged"))
             continue
-        changed = supply(conn, pid, entry.publisher, entry.local_id, entry.fields, "operator", settings, merger)
+        changed = supply(conn, pid, entry.publisher, entry.local_id, entry.fields, "operator", settings)
         out.append((pid, "changed" if changed else "stored"))
     return out

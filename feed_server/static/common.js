@@ -62,8 +62,11 @@ export function timeEl(value, { withTime = true } = {}) {
   return el("time", { datetime: value, title: value }, text);
 }
 
+// Not a kind of process change (core.changes.KINDS): an infrastructure project's (core/store/projects.py).
+const PROJECT_KINDS = { "project.updated": ["Proyecto actualizado", "Project updated"] };
+
 export function kindTitle(code) {
-  const titles = KINDS[code];
+  const titles = KINDS[code] ?? PROJECT_KINDS[code];
   return titles ? { es: titles[0], en: titles[1] } : { es: String(code ?? "—"), en: "" };
 }
 

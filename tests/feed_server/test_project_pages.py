@@ -1,5 +1,6 @@
 """The project pages in a real Chromium against ``ocds-live serve``: the list with search, and a project with
-budget against contracted and paid, its processes linking to their pages, which link back to the project.
+budget against contracted and paid, its processes linking to their pages, which link back to the project;
+and the websocket's project= filter on the same server.
 
 Screenshots of both pages are written to ``OCDS_LIVE_SCREENSHOTS`` (a folder) when it is set.
 """
@@ -13,10 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import orjson
 import pytest
+from websockets.sync.client import connect
 
 from core.settings import Settings
 from tests.feed_server.test_pages import Browser, Server
+from tests.support import pipeline
 from tests.support import projects as support
 from tests.support.stack import base_settings, free_port, fresh_stack
 
@@ -100,3 +104,18 @@ def test_project_page_shows_money_processes_and_links(live: tuple[Settings, Brow
     browser.wait("!document.querySelector('#problem').hidden")
     assert "no encontrado" in browser.js("document.querySelector('#title').textContent").lower()
     assert browser.errors == []
+
+
+def test_websocket_project_filter(live: tuple[Settings, Browser]) -> None:
+    """WS /ws/changes?project= backfills exactly the project's own changes and its processes', in order."""
+    settings, _ = live
+    want = [c for (c,) in pipeline.query(settings, "SELECT cursor FROM changes WHERE event::jsonb #>> "
+                                                   "'{summary,project}' = %s ORDER BY cursor", (NAICM,))]
+    got = []
+    url = settings.base_url.replace("http", "ws", 1) + f"/ws/changes?after=0&project={quote(NAICM, safe='')}"
+    with connect(url, max_size=None) as ws:
+        while (message := orjson.loads(ws.recv(timeout=30)))["type"] != "caught_up":
+            if message["type"] == "change":
+                assert message["change"]["summary"]["project"] == NAICM
+                got.append(message["cursor"])
+    assert got == want and len(got) > 292

@@ -160,3 +160,4 @@ def test_project_pages_are_html_with_a_strict_policy(stack: tuple[Settings, Test
     script = "projects.js" if path.startswith("/projects?") or path == "/projects" else "project.js"
     assert f'<script type="module" src="/static/{script}">' in response.text
     assert client.get(f"/static/{script}").status_code == 200
+
