@@ -10,8 +10,9 @@ A publisher declares an extension by the URL of its ``extension.json``. The file
    codelists it lists). Only ``https`` URLs ending in ``extension.json`` are fetched.
 
 An extension that cannot be resolved raises :class:`~core.exceptions.ExtensionUnavailableError` with the reason;
-callers record it as a finding and go on (``core.profiles``). A failed download is not retried by the same
-resolver, so a missing extension costs one attempt per process, not one per release.
+callers record it as a finding and go on (``core.profiles``). A resolver looks each URL up once and remembers
+the folder or the failure, so a missing extension costs one attempt per process, not one per release, and
+ingest's check of a package's extensions reads no file after the first request.
 """
 
 from __future__ import annotations
@@ -71,34 +72,39 @@ class ExtensionResolver:
         self.download = download
         self.timeout = timeout
         self._configured = _read_index(extensions_dir) if extensions_dir is not None else {}
+        self._found: dict[str, Path] = {}
         self._failed: dict[str, str] = {}
         self._lock = threading.Lock()
 
     def resolve(self, url: str) -> Path:
-        """The folder holding the files of the extension declared as ``url``."""
+        """The folder holding the files of the extension declared as ``url`` (each URL looked up once)."""
+        with self._lock:
+            found = self._found.get(url)
+            if found is None:
+                if url in self._failed:
+                    raise ExtensionUnavailableError(url, self._failed[url])
+                try:
+                    found = self._found[url] = self._locate(url)
+                except ExtensionUnavailableError as exc:
+                    self._failed[url] = exc.reason
+                    raise
+            return found
+
+    def _locate(self, url: str) -> Path:
         entry = self._configured.get(url)
         if isinstance(entry, dict) and isinstance(entry.get("dir"), str) and self.extensions_dir is not None:
             folder = self.extensions_dir / str(entry["dir"])
             if (folder / "extension.json").is_file():
                 return folder
-        with self._lock:
-            cached = _read_index(self.cache).get(url)
-            if isinstance(cached, dict) and isinstance(cached.get("dir"), str):
-                folder = self.cache / str(cached["dir"])
-                if (folder / "extension.json").is_file():
-                    return folder
-            if url in self._failed:
-                raise ExtensionUnavailableError(url, self._failed[url])
-            if not self.download:
-                where = f"{self.extensions_dir}/{INDEX}" if self.extensions_dir else "OCDS_LIVE_EXTENSIONS_DIR (unset)"
-                reason = f"not in {where} nor in the cache {self.cache}, and downloads are off"
-                self._failed[url] = reason
-                raise ExtensionUnavailableError(url, reason)
-            try:
-                return self._download(url)
-            except ExtensionUnavailableError as exc:
-                self._failed[url] = exc.reason
-                raise
+        cached = _read_index(self.cache).get(url)
+        if isinstance(cached, dict) and isinstance(cached.get("dir"), str):
+            folder = self.cache / str(cached["dir"])
+            if (folder / "extension.json").is_file():
+                return folder
+        if not self.download:
+            where = f"{self.extensions_dir}/{INDEX}" if self.extensions_dir else "OCDS_LIVE_EXTENSIONS_DIR (unset)"
+            raise ExtensionUnavailableError(url, f"not in {where} nor in the cache {self.cache}, and downloads are off")
+        return self._download(url)
 
     def _download(self, url: str) -> Path:
         parts = urlsplit(url)
