@@ -41,6 +41,7 @@ import orjson
 
 from core.exceptions import ConfigurationError
 from core.oc4ids import Oc4idsSchema
+from core.publishers import load_publishers
 
 OPTIONAL_TRANSFORMS = {"buyer_role": True}
 """oc4idskit's optional transforms that run: the buyer becomes the project's public authority. The others
@@ -99,22 +100,8 @@ def project_id(prefix: str, local: str) -> str:
 
 def read_project_prefixes(path: Path) -> dict[str, str]:
     """Each publisher's ``project_prefix`` from the publishers file (publishers without one are left out)."""
-    import tomllib
-
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigurationError(f"{path}: cannot read the publishers file: {exc}") from exc
-    prefixes: dict[str, str] = {}
-    for i, entry in enumerate(data.get("publisher", [])):
-        prefix = entry.get("project_prefix")
-        if prefix is None:
-            continue
-        if not isinstance(prefix, str) or not prefix.strip() or "/" in prefix:
-            raise ConfigurationError(f"{path}: publisher #{i + 1}: project_prefix must be a non-empty string "
-                                     f"without '/', like 'oc4ids-bu3kcz', not {prefix!r}")
-        prefixes[str(entry.get("name"))] = prefix.strip()
-    return prefixes
+    publishers = load_publishers(path).by_name.values()
+    return {p.name: p.project_prefix for p in publishers if p.project_prefix}
 
 
 @dataclass(frozen=True)

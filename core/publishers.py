@@ -27,6 +27,7 @@ class Publisher:
     extensions: tuple[str, ...] = ()  # extension URLs every release of this publisher is checked and merged with
     rules: tuple[ProfileRule, ...] = ()  # profile rules (core.mexico) checked on its releases
     rules_severity: Severity = "warning"
+    project_prefix: str | None = None  # OC4IDS project ids of its processes' projects start with it (core.projects)
 
     def allows(self, ocid: str) -> bool:
         """Whether this publisher may publish ``ocid`` (prefixes compare case-insensitively)."""
@@ -100,6 +101,11 @@ def load_publishers(path: Path) -> Publishers:
             selected = select_rules(rules)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{where} ({name}): {exc}") from exc
+        project_prefix = entry.get("project_prefix")
+        if project_prefix is not None and (
+                not isinstance(project_prefix, str) or not project_prefix.strip() or "/" in project_prefix):
+            raise ConfigurationError(f"{where}: project_prefix must be a non-empty string without '/', like "
+                                     f"'oc4ids-bu3kcz', not {project_prefix!r}")
         publishers[name] = Publisher(
             name=name,
             prefixes=tuple(prefixes),
@@ -110,5 +116,6 @@ def load_publishers(path: Path) -> Publishers:
             extensions=tuple(extensions),
             rules=selected,
             rules_severity=severity,
+            project_prefix=project_prefix.strip() if project_prefix else None,
         )
     return Publishers(publishers)
