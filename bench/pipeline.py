@@ -77,6 +77,7 @@ from core.settings import Settings  # noqa: E402
 PUBLISHER = "simulator"
 POLL = 0.05
 STALL = 120.0  # seconds without progress before the run is abandoned
+PROJECTS = 20  # the stream's processes are 30% in 20 infrastructure projects (issue 11's benchmark)
 
 
 # --- loading ----------------------------------------------------------------------------------------------
@@ -462,7 +463,7 @@ def main() -> int:
         folder = Path(tmp)
         jsonl = folder / "releases.jsonl"
         t0 = time.perf_counter()
-        count, size = generate(jsonl, args.releases, processes=args.processes)
+        count, size = generate(jsonl, args.releases, processes=args.processes, projects=PROJECTS)
         print(f"generated {count:,} simulated releases, {size / 1e6:.0f} MB ({size / count / 1e3:.1f} KB each) "
               f"in {time.perf_counter() - t0:.0f}s", flush=True)
 

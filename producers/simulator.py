@@ -33,6 +33,7 @@ METHOD_DETAILS = {"direct": "Adjudicación directa", "limited": "Invitación a c
                   "open": "Licitación Pública"}
 METHOD_CODES = {"direct": "AA", "limited": "IA", "open": "LA"}
 PROJECT_SHARE = 0.3  # share of processes that build one of the infrastructure projects below
+PROCESSES_PER_PROJECT = 300  # in long streams, about how many processes a simulated project gathers
 INFRASTRUCTURE = (
     # (ramo, unidad responsable, name): the investment projects of SHCP's Cartera de Programas y Proyectos de
     # Inversión whose contracting processes name them in planning.budget.projectID (simulated keys in the
@@ -462,13 +463,16 @@ def _break(release: Json, defect: str) -> None:
 
 def simulate(*, seed: int, processes: int, start: datetime | None = None, defect_rate: float = 0.0,
              long_process_rate: float = 0.0, long_process_releases: int = 300, project_share: float = PROJECT_SHARE,
-             projects: int = len(INFRASTRUCTURE)) -> Iterator[SimulatedRelease]:
+             projects: int | None = None) -> Iterator[SimulatedRelease]:
     """Releases of `processes` contracting processes, interleaved in simulated-date order (ascending release.date).
 
     ``long_process_rate`` of the processes get ``long_process_releases`` implementation releases each;
     ``project_share`` of them build one of ``projects`` infrastructure projects (``planning.budget.projectID``
-    is its key in SHCP's investment portfolio; the others name no project).
+    is its key in SHCP's investment portfolio; the others name no project). By default 20 projects, and more in
+    long streams, so that a project gathers about ``PROCESSES_PER_PROJECT`` processes (NAICM has 292).
     """
+    if projects is None:
+        projects = max(len(INFRASTRUCTURE), round(processes * project_share / PROCESSES_PER_PROJECT))
     if seed < 0 or processes < 0 or projects < 0 or not all(
             0.0 <= rate <= 1.0 for rate in (defect_rate, long_process_rate, project_share)):
         raise ValueError("seed, processes and projects must be >= 0, rates between 0 and 1")
