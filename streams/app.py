@@ -96,7 +96,7 @@ def create_app(settings: Settings) -> faust.App:
                                lambda: connect(settings))
     stopping = threading.Event()
     relay = Relay(settings, lambda: connect(settings))
-    builder = ProjectBuilder(settings, lambda: connect(settings))
+    builder = ProjectBuilder(settings, lambda: connect(settings), processor.profiles)
 
     @app.agent(topic, concurrency=1)
     async def process(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:

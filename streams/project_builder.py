@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
+from core.profiles import CompilerSource
+from core.settings import Settings
 from core.store import projects
+from core.store.connection import Connection
 from core.store.locks import PROJECT_BUILDER_LOCK
 from streams.background import StoreThread
 
@@ -35,6 +39,10 @@ class ProjectBuilder(StoreThread):
     logger = logger
     join_timeout = 30.0
 
+    def __init__(self, settings: Settings, connect: Callable[[], Connection], merger: CompilerSource) -> None:
+        super().__init__(settings, connect)
+        self.merger = merger  # the members' records are brought up to date with their own profiles
+
     def work(self) -> None:
         conn = self._connect()
         try:
@@ -48,7 +56,7 @@ class ProjectBuilder(StoreThread):
                     self._stop.wait(5.0)  # another worker builds
             while not self._stop.is_set():
                 started = time.monotonic()
-                built, events = projects.build_pending(conn, self.settings)
+                built, events = projects.build_pending(conn, self.settings, self.merger)
                 took = time.monotonic() - started
                 if built:
                     logger.debug("rebuilt %d projects (%d changed) in %.2fs", built, events, took)

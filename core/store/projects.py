@@ -34,6 +34,7 @@ from core.changes import diff
 from core.exceptions import SchemaUnavailableError, StoreUnavailableError
 from core.merge import MergedRecord
 from core.oc4ids import Oc4idsSchema, cached_oc4ids_schema
+from core.profiles import CompilerSource
 from core.projects import (
     Member,
     ProjectFieldsError,
@@ -49,7 +50,7 @@ from core.projects import (
     read_projects_file,
 )
 from core.settings import Settings
-from core.store import writer
+from core.store import reader, writer
 from core.types import Release
 
 Cursor = Any
@@ -116,7 +117,7 @@ def follow(cur: Cursor, settings: Settings, records: Mapping[str, MergedRecord],
     gone = [ocid for ocid in ocids if ocid in old and now[ocid] is None]
     if gone:
         cur.execute("DELETE FROM project_members WHERE ocid = ANY(%s)", (gone,))
-    _save_members(cur, {ocid: (n[0], n[1], records[ocid].compiled) for ocid, n in now.items() if n is not None})
+    _save_members(cur, {ocid: (n[0], n[1]) for ocid, n in now.items() if n is not None and old.get(ocid) != n[:2]})
     for event in events:
         found = now.get(event["ocid"])
         if found is not None and isinstance(event.get("summary"), dict):
@@ -159,30 +160,32 @@ def mark(cur: Cursor, touched: Mapping[str, Cause], owners: Mapping[str, tuple[s
         rows, page_size=len(rows), template="(%s, %s, %s, %s, %s, %s)")
 
 
-def _save_members(cur: Cursor, members: Mapping[str, tuple[str, str, Release]]) -> None:
-    """Upsert the membership rows of ``members`` (ocid -> project id, publisher, current compiled release),
-    with their releases' ids, dates and tags (this batch's included: they are stored before)."""
+def _save_members(cur: Cursor, members: Mapping[str, tuple[str, str]]) -> None:
+    """Upsert the membership rows of ``members`` (ocid -> project id, publisher) whose project or publisher
+    changed: a rebuild reads the members' compiled releases from their records."""
     if not members:
         return
-    releases: dict[str, list[tuple[str, str, list[str]]]] = defaultdict(list)
-    cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s)", (sorted(members),))
+    rows = sorted((ocid, pid, publisher) for ocid, (pid, publisher) in members.items())
+    execute_values(cur, "INSERT INTO project_members (ocid, project_id, publisher) VALUES %s "
+                   "ON CONFLICT (ocid) DO UPDATE SET project_id = EXCLUDED.project_id, publisher = EXCLUDED.publisher "
+                   "WHERE (project_members.project_id, project_members.publisher) "
+                   "IS DISTINCT FROM (EXCLUDED.project_id, EXCLUDED.publisher)", rows, page_size=len(rows))
+
+
+def _members(cur: Cursor, pids: list[str], base_url: str, merger: CompilerSource) -> dict[str, list[Member]]:
+    """Each project's members: their records' current compiled releases and their linked releases. Call it in
+    one snapshot (the builder) or with the writers' lock held (a supply)."""
+    cur.execute("SELECT m.project_id, r.ocid, r.compiled::text, r.tail_bytes, r.extensions FROM project_members m "
+                "JOIN records r ON r.ocid = m.ocid WHERE m.project_id = ANY(%s) ORDER BY r.ocid", (pids,))
+    rows = cur.fetchall()
+    compiled = reader.up_to_date(cur, merger, [row[1:] for row in rows])
+    linked: dict[str, list[tuple[str, str, list[str]]]] = defaultdict(list)
+    cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s)", ([row[1] for row in rows],))
     for ocid, rid, date, tags in cur.fetchall():
-        releases[ocid].append((rid, date, list(tags)))
-    rows = [(ocid, pid, publisher, writer.json_text(compiled), writer.json_text(sorted(releases[ocid])))
-            for ocid, (pid, publisher, compiled) in sorted(members.items())]
-    execute_values(cur, "INSERT INTO project_members (ocid, project_id, publisher, compiled, releases) VALUES %s "
-                   "ON CONFLICT (ocid) DO UPDATE SET project_id = EXCLUDED.project_id, publisher = EXCLUDED.publisher, "
-                   "compiled = EXCLUDED.compiled, releases = EXCLUDED.releases", rows, page_size=len(rows))
-
-
-def _members(cur: Cursor, pids: list[str], base_url: str) -> dict[str, list[Member]]:
-    """Each project's members as their membership rows keep them: compiled releases and linked releases."""
-    cur.execute("SELECT project_id, ocid, compiled, releases FROM project_members WHERE project_id = ANY(%s) "
-                "ORDER BY ocid", (pids,))
+        linked[ocid].append((rid, date, list(tags)))
     out: dict[str, list[Member]] = defaultdict(list)
-    for pid, ocid, compiled, releases in cur.fetchall():
-        out[pid].append(Member(ocid, orjson.loads(compiled), linked_releases(base_url, ocid, orjson.loads(releases)),
-                               owned=True))
+    for pid, ocid, *_ in rows:
+        out[pid].append(Member(ocid, compiled[ocid], linked_releases(base_url, ocid, linked[ocid]), owned=True))
     return out
 
 
@@ -252,8 +255,9 @@ def _commit(cur: Cursor, settings: Settings, builds: Sequence[_Build],
     return len(events)
 
 
-def rebuild(cur: Cursor, settings: Settings, touched: Mapping[str, Cause], owners: Mapping[str, tuple[str, str]],
-            supplied: Mapping[str, tuple[dict[str, Any], str]] | None = None) -> int:
+def rebuild(cur: Cursor, settings: Settings, merger: CompilerSource, touched: Mapping[str, Cause],
+            owners: Mapping[str, tuple[str, str]], supplied: Mapping[str, tuple[dict[str, Any], str]] | None = None
+            ) -> int:
     """Rebuild the projects ``touched`` now, from their members as committed, and write those that changed, with
     their events. The caller holds feed_counter's lock (taken first, in the writers' order), so the build is at
     the current version. ``supplied``: new supplied fields and who supplied them. Returns the events appended."""
@@ -266,13 +270,13 @@ def rebuild(cur: Cursor, settings: Settings, touched: Mapping[str, Cause], owner
     cur.execute("SELECT id, supplied::text FROM projects WHERE id = ANY(%s)", (pids,))
     fields = {pid: orjson.loads(text) for pid, text in cur.fetchall()}
     fields.update({pid: f for pid, (f, _) in (supplied or {}).items()})
-    members = _members(cur, pids, settings.base_url)
+    members = _members(cur, pids, settings.base_url, merger)
     builds = [_build(pid, members.get(pid, []), fields.get(pid, {}), oc4ids, version, touched[pid], owners.get(pid))
               for pid in pids]
     return _commit(cur, settings, builds, supplied)
 
 
-def build_pending(conn: Any, settings: Settings, limit: int = 32) -> tuple[int, int]:
+def build_pending(conn: Any, settings: Settings, merger: CompilerSource, limit: int = 32) -> tuple[int, int]:
     """One round of the project builder: rebuild up to ``limit`` marked projects (oldest marks first), each once.
 
     Reads the marks, the members and the supplied fields in one snapshot (REPEATABLE READ), builds outside any
@@ -293,7 +297,7 @@ def build_pending(conn: Any, settings: Settings, limit: int = 32) -> tuple[int, 
         pids = sorted(marks)
         cur.execute("SELECT id, supplied::text FROM projects WHERE id = ANY(%s)", (pids,))
         fields = {pid: orjson.loads(text) for pid, text in cur.fetchall()}
-        members = _members(cur, pids, settings.base_url)
+        members = _members(cur, pids, settings.base_url, merger)
     conn.commit()
     builds = [_build(pid, members.get(pid, []), fields.get(pid, {}), oc4ids, *marks[pid]) for pid in pids]
     with conn.cursor() as cur:
@@ -380,18 +384,18 @@ def _append(cur: Cursor, events: list[dict[str, Any]], first: int) -> None:
 
 
 def supply(conn: Any, pid: str, publisher: str, local: str, fields: dict[str, Any], supplied_by: str,
-           settings: Settings) -> bool:
+           settings: Settings, merger: CompilerSource) -> bool:
     """Store supplied project-level fields for ``pid`` (replacing earlier ones) and rebuild it, in one
     transaction. Returns whether the project changed."""
     with conn.cursor() as cur:
         cur.execute("SELECT last FROM feed_counter WHERE id = 1 FOR UPDATE")  # the writers' lock order
-        changed = rebuild(cur, settings, {pid: Cause(publisher=publisher)}, {pid: (publisher, local)},
+        changed = rebuild(cur, settings, merger, {pid: Cause(publisher=publisher)}, {pid: (publisher, local)},
                           {pid: (fields, supplied_by)})
     conn.commit()
     return changed > 0
 
 
-def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema) -> list[tuple[str, str]]:
+def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema, merger: CompilerSource) -> list[tuple[str, str]]:
     """Supply the fields of the operators' projects file (``settings.projects_file``): every entry is checked
     against the OC4IDS project schema first (nothing is applied when one fails), then each project whose stored
     fields differ gets them. Returns (project id, "changed" / "stored" / "unchanged") per entry."""
@@ -413,6 +417,6 @@ def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema) -> list[tupl
         if row is not None and orjson.loads(row[0]) == entry.fields:
             out.append((pid, "unchanged"))
             continue
-        changed = supply(conn, pid, entry.publisher, entry.local_id, entry.fields, "operator", settings)
+        changed = supply(conn, pid, entry.publisher, entry.local_id, entry.fields, "operator", settings, merger)
         out.append((pid, "changed" if changed else "stored"))
     return out

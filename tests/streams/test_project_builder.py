@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from core.profiles import Profiles
 from core.settings import Settings
 from core.store import projects
 from core.store.connection import connect
@@ -45,7 +46,8 @@ def _marks(settings: Settings) -> list[tuple[str, int, str]]:
 
 
 @pytest.mark.integration
-def test_batches_mark_a_project_that_the_builder_rebuilds_once(store: Settings, real_data: Path) -> None:
+def test_batches_mark_a_project_that_the_builder_rebuilds_once(store: Settings, real_data: Path,
+                                                                profiles: Profiles) -> None:
     """Four batches of NAICM releases leave one mark (the newest version and cause) and no project yet; one
     builder round writes the project once, with one event caused by the newest release, and clears the mark."""
     releases = _naicm(real_data)
@@ -62,8 +64,8 @@ def test_batches_mark_a_project_that_the_builder_rebuilds_once(store: Settings, 
     assert pipeline.count(store, "projects") == 0
     conn = connect(store)
     try:
-        assert projects.build_pending(conn, store) == (1, 1)
-        assert projects.build_pending(conn, store) == (0, 0)
+        assert projects.build_pending(conn, store, profiles) == (1, 1)
+        assert projects.build_pending(conn, store, profiles) == (0, 0)
     finally:
         conn.close()
     assert _marks(store) == []
@@ -73,7 +75,8 @@ def test_batches_mark_a_project_that_the_builder_rebuilds_once(store: Settings, 
 
 
 @pytest.mark.integration
-def test_a_mark_older_than_the_stored_build_writes_nothing(store: Settings, real_data: Path) -> None:
+def test_a_mark_older_than_the_stored_build_writes_nothing(store: Settings, real_data: Path,
+                                                            profiles: Profiles) -> None:
     """A project rebuilt at a newer version (a publisher's supplied fields) after a batch marked it: the builder's
     round clears the mark without writing the older build or an event, and the events still chain."""
     feeder = support.Feeder(store)
@@ -83,9 +86,9 @@ def test_a_mark_older_than_the_stored_build_writes_nothing(store: Settings, real
         feeder.close()
     conn = connect(store)
     try:
-        assert projects.supply(conn, PID, "bulk", "46101", {"title": "Aeropuerto"}, "bulk", store)
+        assert projects.supply(conn, PID, "bulk", "46101", {"title": "Aeropuerto"}, "bulk", store, profiles)
         before = pipeline.count(store, "changes")
-        assert projects.build_pending(conn, store) == (1, 0)
+        assert projects.build_pending(conn, store, profiles) == (1, 0)
     finally:
         conn.close()
     assert _marks(store) == []
@@ -95,7 +98,8 @@ def test_a_mark_older_than_the_stored_build_writes_nothing(store: Settings, real
 
 
 @pytest.mark.integration
-def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Settings, real_data: Path) -> None:
+def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Settings, real_data: Path,
+                                                                       profiles: Profiles) -> None:
     """Two builders (two workers' threads): one holds the advisory lock and builds the marked project, the other
     waits; stopping both leaves no lock behind."""
     feeder = support.Feeder(store)
@@ -103,7 +107,7 @@ def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Set
         feeder.send(_naicm(real_data), batch=400, build=False)
     finally:
         feeder.close()
-    builders = [ProjectBuilder(store, lambda: connect(store)) for _ in range(2)]
+    builders = [ProjectBuilder(store, lambda: connect(store), profiles) for _ in range(2)]
     for b in builders:
         b.start()
     try:

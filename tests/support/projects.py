@@ -18,6 +18,7 @@ import psycopg2
 from oc4idskit.transforms import run_transforms
 
 from core.oc4ids import Oc4idsSchema, load_oc4ids_schema
+from core.profiles import CompilerSource
 from core.projects import OPTIONAL_TRANSFORMS, canonical, conform, default_title, linked_releases, local_project_id
 from core.projects import Member as ProjectMember
 from core.publishers import load_publishers
@@ -91,7 +92,7 @@ class Feeder:
             result = self.processor.process(msgs)
             assert result.rejected == 0, result
             changes += result.changes
-        return changes + (build_all(self.settings) if build else 0)
+        return changes + (build_all(self.settings, self.processor.profiles) if build else 0)
 
     def close(self) -> None:
         self.processor.close()
@@ -104,13 +105,13 @@ def _schema() -> OcdsSchema:
     return load_schema(SCHEMA_DIR, cache_dir=Path("/nonexistent"))
 
 
-def build_all(settings: Settings) -> int:
+def build_all(settings: Settings, merger: CompilerSource) -> int:
     """Run the project builder's rounds until no project is marked; returns the project events appended."""
     conn = connect(settings)
     events = 0
     try:
         while True:
-            built, appended = store_projects.build_pending(conn, settings)
+            built, appended = store_projects.build_pending(conn, settings, merger)
             events += appended
             if not built:
                 return events

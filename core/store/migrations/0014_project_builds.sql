@@ -21,3 +21,7 @@ CREATE TABLE project_dirty (
 );
 
 ALTER TABLE projects ADD COLUMN built_version bigint NOT NULL DEFAULT 0;
+
+-- A member's row says only which project it belongs to: the builder reads the members' compiled releases from
+-- their records (in its snapshot), so the stream no longer writes each member's compiled release twice.
+ALTER TABLE project_members DROP COLUMN compiled, DROP COLUMN releases;
