@@ -235,8 +235,8 @@ def _commit(cur: Cursor, settings: Settings, builds: Sequence[_Build],
         old_data, old_digest, built = stored.get(b.pid, (None, None, -1))
         if b.version < built or (b.version == built and b.pid not in supplied):
             continue  # a build from a newer (or the same) snapshot is stored
-        if old_data is None and not b.members and b.pid not in supplied:
-            continue  # a project nobody belongs to, and no row to keep
+        if old_data is None and not b.members and not b.fields:
+            continue  # a project nobody belongs to and nobody supplied fields for: no row to keep
         if b.digest == old_digest and b.pid not in supplied:
             touched.append((b.pid, b.version))
             continue
@@ -267,13 +267,16 @@ def rebuild(cur: Cursor, settings: Settings, merger: CompilerSource, touched: Ma
     oc4ids = _oc4ids(settings)
     cur.execute("SELECT last_record FROM feed_counter WHERE id = 1")
     version = int(cur.fetchone()[0])
-    cur.execute("SELECT id, supplied::text FROM projects WHERE id = ANY(%s)", (pids,))
-    fields = {pid: orjson.loads(text) for pid, text in cur.fetchall()}
-    fields.update({pid: f for pid, (f, _) in (supplied or {}).items()})
+    fields = _fields(cur, pids)
     members = _members(cur, pids, settings.base_url, merger)
     builds = [_build(pid, members.get(pid, []), fields.get(pid, {}), oc4ids, version, touched[pid], owners.get(pid))
               for pid in pids]
     return _commit(cur, settings, builds, supplied)
+
+
+def _fields(cur: Cursor, pids: list[str]) -> dict[str, dict[str, Any]]:
+    cur.execute("SELECT id, fields::text FROM project_fields WHERE id = ANY(%s)", (pids,))
+    return {pid: orjson.loads(text) for pid, text in cur.fetchall()}
 
 
 def build_pending(conn: Any, settings: Settings, merger: CompilerSource, limit: int = 32) -> tuple[int, int]:
@@ -295,8 +298,7 @@ def build_pending(conn: Any, settings: Settings, merger: CompilerSource, limit: 
             conn.commit()
             return 0, 0
         pids = sorted(marks)
-        cur.execute("SELECT id, supplied::text FROM projects WHERE id = ANY(%s)", (pids,))
-        fields = {pid: orjson.loads(text) for pid, text in cur.fetchall()}
+        fields = _fields(cur, pids)
         members = _members(cur, pids, settings.base_url, merger)
     conn.commit()
     builds = [_build(pid, members.get(pid, []), fields.get(pid, {}), oc4ids, *marks[pid]) for pid in pids]
@@ -389,6 +391,10 @@ def supply(conn: Any, pid: str, publisher: str, local: str, fields: dict[str, An
     transaction. Returns whether the project changed."""
     with conn.cursor() as cur:
         cur.execute("SELECT last FROM feed_counter WHERE id = 1 FOR UPDATE")  # the writers' lock order
+        cur.execute("INSERT INTO project_fields (id, publisher, local_id, fields, supplied_by) "
+                    "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET fields = EXCLUDED.fields, "
+                    "supplied_by = EXCLUDED.supplied_by, updated_at = now()",
+                    (pid, publisher, local, writer.json_text(fields), supplied_by))
         changed = rebuild(cur, settings, merger, {pid: Cause(publisher=publisher)}, {pid: (publisher, local)},
                           {pid: (fields, supplied_by)})
     conn.commit()
@@ -411,7 +417,7 @@ def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema, merger: Comp
     out = []
     for pid, entry in plans:
         with conn.cursor() as cur:
-            cur.execute("SELECT supplied::text FROM projects WHERE id = %s", (pid,))
+            cur.execute("SELECT fields::text FROM project_fields WHERE id = %s", (pid,))
             row = cur.fetchone()
         conn.commit()
         if row is not None and orjson.loads(row[0]) == entry.fields:

@@ -25,3 +25,18 @@ ALTER TABLE projects ADD COLUMN built_version bigint NOT NULL DEFAULT 0;
 -- A member's row says only which project it belongs to: the builder reads the members' compiled releases from
 -- their records (in its snapshot), so the stream no longer writes each member's compiled release twice.
 ALTER TABLE project_members DROP COLUMN compiled, DROP COLUMN releases;
+
+-- The project-level fields operators and publishers supply, kept apart from the built projects: a project is built
+-- from its members and these, so a store rebuilt beside this one (`ocds-live replay --switch`) takes them over
+-- and builds its projects with them. projects.supplied keeps a copy of what each project was built with.
+CREATE TABLE project_fields (
+    id          text        PRIMARY KEY,
+    publisher   text        NOT NULL,
+    local_id    text        NOT NULL,
+    fields      jsonb       NOT NULL,
+    supplied_by text        NOT NULL,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+INSERT INTO project_fields (id, publisher, local_id, fields, supplied_by)
+    SELECT id, publisher, local_id, supplied, coalesce(supplied_by, 'operator') FROM projects
+    WHERE supplied <> '{}'::jsonb;
