@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))
         app.state.ws_clients = {}
         app.state.connections = set()
+        hub.switch_listeners.append(lambda generation: ws.store_switched(app.state, generation))
         app.state.fanout = FanOut(hub)  # the live subscribers of `ocds-live serve` (feed_server.wsserver)
         app.state.limiter = ClientLimiter(settings.read_rate_limit)
         watchdog = asyncio.create_task(_watch_senders(app))
