@@ -133,6 +133,9 @@ def rebuild_and_switch(
             if _exists(live, name):
                 raise ReplayError(f"the schema {name!r} exists already (an unfinished rebuild, or a kept old "
                                   f"store): drop it with `DROP SCHEMA {name} CASCADE`, then run again")
+        if _count(live, "releases") and not _offsets(live, live_schema, settings.app_id, topic):
+            raise ReplayError(f"the live store holds releases but no offsets of the consumer group "
+                              f"{settings.app_id!r}: run with the OCDS_LIVE_APP_ID of its workers")
         target = settings.model_copy(update={"database_url": with_search_path(url, schema), "app_id": group})
         if not _group_is_new(target, group):
             raise ReplayError(f"the consumer group {group!r} already has committed offsets on {topic!r}: "

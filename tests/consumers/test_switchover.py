@@ -18,7 +18,7 @@ from consumers.switchover import STRIDE, SwitchSummary, rebuild_and_switch
 from core.settings import Settings
 from tests.support import pipeline
 from tests.support.kafka import read_topic
-from tests.support.stack import Process, base_settings, free_port, fresh_stack, wait_http
+from tests.support.stack import Process, base_settings, cli, free_port, fresh_stack, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -159,3 +159,29 @@ def _check(settings: Settings, summary: SwitchSummary, raw: list[dict[str, Any]]
     while len(published := read_topic(settings, settings.changes_topic, 2000)) < expected:
         assert time.monotonic() < deadline, f"{len(published)} changes published, expected {expected}"
     assert len(published) == expected
+
+
+def test_replay_switch_command_twice(tmp_path: Path) -> None:
+    """`ocds-live replay --switch` run twice switches to generations 2 and 3, keeping each old store, with the same
+    records; a settings app id that is not the workers' is refused before anything changes."""
+    with fresh_stack(base_settings(), batch_size=50) as settings:
+        worker = Process(settings, "process", log=tmp_path / "worker.log")
+        try:
+            pipeline.send(settings, pipeline.outgoing(pipeline.simulated(seed=13, count=200, processes=50)))
+            pipeline.wait_caught_up(settings)
+            before = pipeline.compiled_releases(settings)
+            other = settings.model_copy(update={"app_id": f"{settings.app_id}-other"})
+            refused = cli(other, "replay", "--switch")
+            assert refused.returncode != 0 and "no offsets of the consumer group" in refused.stderr, refused
+            for generation in (2, 3):
+                done = cli(settings, "replay", "--switch", timeout=180)
+                assert done.returncode == 0, done.stderr[-3000:]
+                assert "switched over (live workers waited" in done.stdout
+                assert f"generation {generation}, 200 releases, 50 records" in done.stdout
+                assert f"ocds_retired_{generation - 1}" in done.stdout
+                row = pipeline.query(settings, "SELECT generation, base FROM store_generation")[0]
+                assert row == (generation, (generation - 1) * STRIDE)
+            assert pipeline.compiled_releases(settings) == before
+            assert pipeline.count(settings, "releases") == 200
+        finally:
+            worker.stop()
