@@ -41,7 +41,7 @@ STRIDE = 10**12  # cursors of generation g are above (g - 1) * STRIDE
 POLL = 0.2  # seconds between looks at the rebuild's progress
 SILENT = 2**62  # the relay progress of a store being rebuilt: above any cursor or id, so nothing is published
 NEAR = 100  # messages behind the live store at which the switch starts
-STALL = 2.0  # seconds without progress of either store after which the rebuild stops following and switches
+STALL = 2.0  # seconds without progress of either store, the rebuild held at a ceiling, before switching anyway
 # state that does not come from the release topic, carried from the live store to the rebuilt one at the switch
 CARRIED = ("webhooks", "webhook_deliveries", "alerts", "alert_events", "alert_counter", "redflag_first_published",
            "redflag_direct_awards", "redflag_bid_ratios", "redflag_bid_counts")
@@ -206,10 +206,13 @@ class _Rebuild:
                 if behind <= near:
                     return
                 now = time.monotonic()
+                held = any(o and done.get(p, 0) >= o for p, o in limit.items())  # at its ceiling somewhere
                 if seen != (limit, done):
                     seen, still = (limit, done), now
-                elif fixed is None and now - still > STALL:
-                    return  # the rebuild waits for messages the live workers are not applying: the freeze settles it
+                elif fixed is None and held and now - still > STALL:
+                    # held at the ceiling of a partition the live workers are not advancing, while its messages
+                    # of other partitions wait behind: the freeze makes the ceiling final, which settles it
+                    return
                 if worker.poll() is not None:
                     quoted = _tail(out) if quote else ""
                     raise ReplayError(f"the rebuild's worker exited with status {worker.returncode}; the live "

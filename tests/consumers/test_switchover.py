@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from pathlib import Path
@@ -149,6 +150,12 @@ def _check(settings: Settings, summary: SwitchSummary, raw: list[dict[str, Any]]
     answer = httpx.get(f"{settings.base_url}/api/changes", params={"after": summary.resume_after, "limit": 5})
     assert answer.status_code == 200 and answer.json()["changes"][0]["cursor"] == summary.resume_after + 1
     assert httpx.get(f"{settings.base_url}/feeds/changes.atom", params={"after": 100}).status_code == 410
+    feed = httpx.get(f"{settings.base_url}/feeds/changes.atom")  # the rebuilt log's archives chain from its base
+    link = re.search(r'<link[^>]*rel="prev-archive"[^>]*>', feed.text)
+    prev = re.search(r"after=(\d+)", link.group(0)) if link else None
+    assert feed.status_code == 200 and prev is not None and int(prev.group(1)) >= STRIDE, feed.text[:2000]
+    archive = httpx.get(f"{settings.base_url}/feeds/changes.atom", params={"after": prev.group(1)})
+    assert archive.status_code == 200 and "<fh:archive" in archive.text
     messages: list[dict[str, Any]] = []
     assert asyncio.run(_raw(_ws(settings, "after=7"), messages)) == 4410
     assert messages[-1]["code"] == "store-rebuilt"
