@@ -197,8 +197,7 @@ def _watch(
     progress: Callable[[int, int], None] | None, *, quote: bool,
 ) -> None:
     total = sum(ends.values())
-    proc = subprocess.Popen([sys.executable, "-m", "ocds_live.cli", "process"], env=env_for(target),
-                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = start_worker(target, out)
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
         while True:
@@ -217,10 +216,17 @@ def _watch(
                                   f"(messages behind, per partition: {behind})")
             time.sleep(POLL)
     finally:
-        _stop(proc)
+        stop_worker(proc)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
+def start_worker(target: Settings, out: IO[bytes]) -> subprocess.Popen[bytes]:
+    """``ocds-live process`` for ``target`` in a child process (its own session), its output to ``out``."""
+    return subprocess.Popen([sys.executable, "-m", "ocds_live.cli", "process"], env=env_for(target),
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a worker started by :func:`start_worker` (SIGTERM, then SIGKILL after STOP_TIMEOUT)."""
     if proc.poll() is None:
         proc.terminate()
         try:

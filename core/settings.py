@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     ws_queue_size: int = Field(default=1000, ge=1, description="changes a live subscriber may fall behind")
     ws_send_timeout: float = Field(default=5.0, gt=0, description="seconds one websocket send may block")
     ws_max_per_client: int = Field(default=100, ge=1, description="websocket connections per client address")
+    http_max_per_client: int = Field(
+        default=64, ge=1, description="HTTP connections one client address may hold open at once, per server "
+        "process (websockets not counted: see ws_max_per_client); the next is answered 429"
+    )
     feed_step: float = Field(
         default=0.025, ge=0, description="seconds at least between two steps of the change hub (commits that come "
         "closer are sent together)"

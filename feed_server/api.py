@@ -37,6 +37,7 @@ from core.filters import ChangeFilter, FilterError
 from core.merge import RecordMerger
 from core.profiles import Profiles
 from core.store import reader, writer
+from feed_server.hub import LogReplaced, replaced_error
 from feed_server.responses import JSON, problem
 
 _ERROR = {"description": "an error: `{\"error\": message, \"status\": code}`"}
@@ -222,7 +223,7 @@ async def list_records(request: Request, cursor: After = 0,
     return JSON(_package(request, _stamp(), extensions, records=records, links=_links(request, rows, limit, cursor)))
 
 
-@router.get("/api/changes", response_class=JSON, responses={404: _ERROR, 410: _ERROR})
+@router.get("/api/changes", response_class=JSON, responses={404: _ERROR, 410: _ERROR, 503: _ERROR})
 async def list_changes(
     request: Request, after: After = 0, limit: Limit = 100,
     ocid: str | None = None, ocid_prefix: str | None = None, buyer: str | None = None,
@@ -235,7 +236,9 @@ async def list_changes(
     ``next_cursor`` is the last cursor examined (matching or not): pass it as ``after`` next time (or
     follow ``links.next``). One request examines at most ``20 * limit`` changes, so a page of a rare
     filter may be empty before the head: keep following until ``next_cursor`` equals ``head``. A cursor
-    past the head is 404; one before the oldest change kept is 410.
+    past the head is 404; one before the oldest change kept is 410. After the store was rebuilt and switched
+    over (``ocds-live replay --switch``), a cursor of the replaced log is 410 with ``code`` ``store-rebuilt`` and
+    ``resume_after``, the cursor of the rebuilt log where the replaced one ended; during the switch, 503.
     """
     try:
         change_filter = ChangeFilter.from_mapping(dict(request.query_params))
@@ -243,7 +246,10 @@ async def list_changes(
         return problem(400, str(exc))
     hub = request.app.state.hub
     head = hub.head
-    first = await request.app.state.db.run(reader.first_cursor)
+    generation, first = await request.app.state.db.run(reader.log_bounds)
+    if generation.generation != hub.generation.generation or after and after < generation.base:
+        return _replaced(after, generation if generation.generation == hub.generation.generation else None)
+    after = after or generation.base  # 0: from the start of this log
     if after > head:
         return problem(404, f"cursor {after} is not in the change log: the newest change is {head}")
     if first is not None and after < first - 1:
@@ -252,7 +258,10 @@ async def list_changes(
     found: list[dict[str, Any]] = []
     position, scanned = after, 0
     while len(found) < limit and scanned < 20 * limit and position < head:
-        events = await hub.read(position, 500)
+        try:
+            events = await hub.read(position, 500)
+        except LogReplaced as exc:
+            return _replaced(after, exc.generation)
         if not events:
             break
         for event in events:
@@ -264,6 +273,14 @@ async def list_changes(
                     break
     return JSON({"changes": found, "next_cursor": position, "head": head,
                  "links": {"next": _next(request, after=position)}})
+
+
+def _replaced(after: int, generation: reader.Generation | None) -> JSON:
+    """410 for a cursor of a replaced change log (with where to resume); 503 while the switch is under way."""
+    error = replaced_error(after, generation)
+    status = 410 if error["code"] == "store-rebuilt" else 503
+    return JSON({"error": error["message"], "status": status, **error}, status_code=status,
+                headers={"Retry-After": "2"} if status == 503 else None)
 
 
 @router.get("/api/rejected", response_class=JSON)

@@ -59,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))
         app.state.ws_clients = {}
         app.state.connections = set()
+        hub.switch_listeners.append(lambda generation: ws.store_switched(app.state, generation))
         app.state.fanout = FanOut(hub)  # the live subscribers of `ocds-live serve` (feed_server.wsserver)
         app.state.limiter = ClientLimiter(settings.read_rate_limit)
         watchdog = asyncio.create_task(_watch_senders(app))
@@ -77,7 +78,8 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Live OCDS 1.1 contracting data: change feeds, records, releases and search",
         description="Public, read-only and anonymous, except `POST /api/releases` (publisher token). "
         f"Reads are limited to {settings.read_rate_limit:g} requests/s per client address (429 with "
-        "Retry-After above it). The websocket protocol is described in docs/websocket.md.",
+        f"Retry-After above it), and an address to {settings.http_max_per_client} open HTTP connections (429, "
+        "then the connection is closed). The websocket protocol is described in docs/websocket.md.",
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -167,11 +169,13 @@ def _serve_one(settings: Settings, websocket: str, reuse_port: bool) -> None:
     """One feed server process on the port (one of several when ``reuse_port``)."""
     import uvicorn
 
+    from feed_server.connlimit import ConnectionLimit
     from feed_server.wsserver import WebsocketFront
 
     app = create_app(settings)
     front = WebsocketFront(app) if websocket == "fanout" else None
     config = uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning",
+                            http=ConnectionLimit(settings.http_max_per_client).protocol(),
                             ws=cast(Any, front.protocol) if front else "websockets-sansio",
                             ws_per_message_deflate=False, ws_ping_interval=20, ws_ping_timeout=20,
                             backlog=4096, timeout_graceful_shutdown=5)

@@ -54,6 +54,7 @@ from core.filters import FILTER_FIELDS, ChangeFilter, FilterError
 from core.store import feeds
 from core.store.feeds import Field, Stream
 from feed_server.atom_render import EPOCH, Document, render
+from feed_server.hub import replaced_error
 from feed_server.responses import problem
 
 router = APIRouter()
@@ -163,6 +164,8 @@ async def _serve(request: Request, path: str, field: Field | None = None, value:
         return problem(400, f"after must be a cursor (an integer), not {raw_after!r}")
     if after < 0:
         return problem(400, "after must not be negative")
+    if after < request.app.state.hub.generation.base:  # an archive of a replaced change log
+        return problem(410, replaced_error(after, request.app.state.hub.generation)["message"])
     return await _archive(request, feed, after)
 
 

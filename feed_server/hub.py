@@ -27,6 +27,7 @@ import orjson
 import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
+from core.exceptions import OcdsLiveError
 from core.filters import ChangeFilter
 from core.profiles import CompilerSource
 from core.store import reader
@@ -57,6 +58,34 @@ def _chunks(events: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, 
 
 def _batch(bodies: list[str], last: int) -> Frame:
     return f'{{"type":"changes","cursor":{last},"changes":[{",".join(bodies)}]}}', last
+
+
+class LogReplaced(OcdsLiveError):
+    """The change log asked for was replaced by a rebuilt store's (``ocds-live replay --switch``).
+
+    ``generation`` is the store now served; None while this server has not seen the switch yet (retry).
+    """
+
+    def __init__(self, cursor: int, generation: reader.Generation | None) -> None:
+        super().__init__(replaced_error(cursor, generation)["message"])
+        self.cursor = cursor
+        self.generation = generation
+
+
+def replaced_error(cursor: int, generation: reader.Generation | None) -> dict[str, Any]:
+    """The error a subscriber gets for a cursor of a replaced log: what happened and what to do (docs/operating.md)."""
+    if generation is None or generation.resume_after is None:
+        return {"code": "store-switching", "cursor": cursor, "message": "the store is being switched over to a "
+                "rebuilt one; retry in a few seconds"}
+    return {"code": "store-rebuilt", "cursor": cursor, "generation": generation.generation,
+            "previous_head": generation.previous_head, "resume_after": generation.resume_after,
+            "message": f"the store was rebuilt from the release topic and switched over (generation "
+                       f"{generation.generation}): cursor {cursor} belongs to the change log it replaced, which "
+                       f"ended at cursor {generation.previous_head}. If you had every change up to "
+                       f"{generation.previous_head}, resume with after={generation.resume_after}: the rebuilt log "
+                       f"holds the same changes up to "
+                       f"there. Otherwise you missed changes: re-read the records you follow, then resume with "
+                       f"after={generation.resume_after} (or after=start for the whole rebuilt log)"}
 
 
 class Database:
@@ -122,9 +151,13 @@ class ChangeHub:
         # called at each step with the head before it, before any waiting subscriber wakes (feed_server.fanout)
         self.step_listeners: list[Callable[[int], None]] = []
         self.beat_listeners: list[Callable[[], None]] = []  # called at each heartbeat tick
+        # called when the store was switched over to a rebuilt one, with its generation (feed_server.ws)
+        self.switch_listeners: list[Callable[[reader.Generation], None]] = []
+        self.generation = reader.Generation(1, 0)
 
     async def start(self) -> None:
         self.head = await self.db.run(reader.head)
+        self.generation = await self.db.run(reader.generation)
         self._tasks = [asyncio.create_task(self._tail(), name="change-hub"),
                        asyncio.create_task(self._beat(), name="change-hub-heartbeat")]
         if self.url is not None:
@@ -218,6 +251,8 @@ class ChangeHub:
                 await asyncio.sleep(pause)
             try:
                 events = await self.db.run(reader.changes_after, self.head, 1000)
+                if (not events or events[0]["cursor"] != self.head + 1) and await self._switched():
+                    continue
             except Exception as exc:  # noqa: BLE001 - keep tailing through database restarts
                 logger.warning("cannot read the change log (%s); retrying", exc)
                 await asyncio.sleep(1.0)
@@ -232,6 +267,36 @@ class ChangeHub:
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
+
+    async def _switched(self) -> bool:
+        """Whether the store was switched over to a rebuilt one; if so, serve the old log to its end (from the
+        schema that keeps it), then forget it, take the new one, and tell the switch listeners."""
+        found: reader.Generation = await self.db.run(reader.generation)
+        if found.generation == self.generation.generation:
+            return False
+        if found.previous_schema and found.previous_head and found.generation == self.generation.generation + 1:
+            while self.head < found.previous_head:
+                events = await self.db.run(reader.retired_changes_after, found.previous_schema, self.head,
+                                           found.previous_head, 1000)
+                if not events or events[0]["cursor"] != self.head + 1:
+                    break
+                before = self.head
+                self.append(events)
+                self._notify(self.step_listeners, before)
+                self._resolve()
+        logger.warning("the store was switched over to generation %s; subscribers of the old change log are told "
+                       "to resume from cursor %s", found.generation, found.resume_after)
+        self.generation = found
+        self.ring.clear()
+        caches: list[dict[Any, Any]] = [*self._messages.values(), self._brief, self._verdicts, self._pages,
+                                        self._selections, self._full]
+        for cache in caches:
+            cache.clear()
+        self._selection_chars = 0
+        self.head = await self.db.run(reader.head)
+        self._notify(self.switch_listeners, found)
+        self._resolve()
+        return True
 
     def append(self, events: list[dict[str, Any]]) -> None:
         """Take the next changes of the log (cursors right after the head) into memory: one step's worth."""
@@ -263,10 +328,14 @@ class ChangeHub:
 
         Do not change the list: it is shared with every reader at the same position until the next step.
         """
+        if after < self.generation.base:
+            raise LogReplaced(after, self.generation)
         page = self.recent(after, limit)
         if page is not None:
             return page
         events: list[dict[str, Any]] = await self.db.run(reader.changes_after, after, limit)
+        if events and events[0]["cursor"] != after + 1 and after >= self.generation.base:
+            raise LogReplaced(after, None)  # the store was switched and this server has not seen it yet
         return events
 
     def recent(self, after: int, limit: int) -> list[dict[str, Any]] | None:

@@ -22,6 +22,8 @@ class Metrics:
         self.requests = Histogram("ocds_http_request_seconds", "HTTP request latency", ["route", "status"],
                                   registry=r, buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5))
         self.rate_limited = Counter("ocds_http_rate_limited", "requests answered 429", registry=r)
+        self.connections_refused = Counter("ocds_http_connections_refused", "HTTP connections refused (429) over "
+                                           "the limit per client address", registry=r)
 
 
 METRICS = Metrics()

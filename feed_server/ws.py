@@ -28,7 +28,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
 from core.filters import ChangeFilter, FilterError
 from core.store import reader
-from feed_server.hub import ChangeHub
+from feed_server.hub import ChangeHub, LogReplaced, replaced_error
 from feed_server.metrics import METRICS
 
 router = APIRouter()
@@ -40,6 +40,8 @@ CLOSE_BAD_CURSOR = 4004
 CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_TOO_MANY = 4429
+CLOSE_STORE_REBUILT = 4410  # a cursor of a replaced change log (ocds-live replay --switch); docs/websocket.md
+CLOSE_TRY_AGAIN = 1013  # the store is being switched over: reconnect in a few seconds
 DETAILS = ("summary", "brief", "full")  # brief: each changed field's path and op, without its values
 
 
@@ -180,15 +182,25 @@ class Subscriber:
         return False
 
     async def check_cursor(self, position: int) -> bool:
-        first = await self.state.db.run(reader.first_cursor)
-        low = (first or 1) - 1
-        if low <= position <= self.hub.head:
+        generation, first = await self.state.db.run(reader.log_bounds)
+        seen = generation.generation == self.hub.generation.generation  # else: switching over right now
+        if not seen or position and position < generation.base:
+            await self.replaced(position, generation if seen else None)
+            return False
+        low = max((first or 1) - 1, generation.base)
+        if low <= position <= self.hub.head or position == 0:
             return True
         await self.send({"type": "error", "code": "unknown-cursor", "cursor": position,
                          "message": f"cursor {position} is not in the change log ({low}..{self.hub.head}); "
                                     f"resume from {low} for everything the log still holds"})
         await self.close(CLOSE_BAD_CURSOR, f"unknown cursor {position}")
         return False
+
+    async def replaced(self, position: int, generation: Any) -> None:
+        """Tell the subscriber its cursor belongs to a replaced change log, and close (4410; 1013: retry)."""
+        error = replaced_error(position, generation)
+        await self.send({"type": "error", **error})
+        await self.close(CLOSE_STORE_REBUILT if error["code"] == "store-rebuilt" else CLOSE_TRY_AGAIN, error["code"])
 
     def start(self, sub: Subscription | None = None, *, caught_up: bool = False, announce: bool = True) -> None:
         """(Re)start streaming a new subscription, or the current one from its position."""
@@ -197,6 +209,7 @@ class Subscriber:
             self.sender.cancel()
         if sub is not None:
             self.sub = sub
+            sub.position = sub.position or self.hub.generation.base  # after=start: this log's first change
         self.sender = asyncio.ensure_future(self._stream(self.sub, caught_up, announce))
 
     async def run(self, query: dict[str, Any]) -> None:
@@ -259,7 +272,10 @@ class Subscriber:
 
     async def _stream(self, sub: Subscription, caught_up: bool, announce: bool) -> None:
         with contextlib.suppress(Gone):
-            await self.stream(sub, caught_up, announce)
+            try:
+                await self.stream(sub, caught_up, announce)
+            except LogReplaced as exc:
+                await self.replaced(exc.cursor, exc.generation)
 
     async def stream(self, sub: Subscription, caught_up: bool = False, announce: bool = True) -> None:
         """Send the subscription's changes: backfill, ``caught_up``, then live (here, or from the fan-out)."""
@@ -332,3 +348,13 @@ async def changes(ws: WebSocket) -> None:
     docs/websocket.md for the protocol."""
     await ws.accept()
     await AsgiSubscriber(ws).run(dict(ws.query_params))
+
+
+def store_switched(state: Any, generation: Any) -> None:
+    """The hub's switch listener: every subscriber still in the replaced log gets the store-rebuilt error."""
+    for subscriber in list(state.connections):
+        if subscriber.position < generation.base:
+            subscriber.leave()
+            if subscriber.sender is not None:
+                subscriber.sender.cancel()
+            asyncio.ensure_future(subscriber.replaced(subscriber.position, generation))

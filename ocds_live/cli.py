@@ -7,6 +7,7 @@ import logging
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from core.exceptions import OcdsLiveError
 from core.settings import Settings, load_settings
@@ -167,10 +168,16 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
             from tqdm import tqdm
 
             bar = tqdm(total=total, unit=" messages", file=sys.stderr, disable=not sys.stderr.isatty())
+        bar.total = total  # with --switch it grows as the live store goes on
         bar.update(done - bar.n)
 
     try:
-        summary = replay(settings, group=args.group, force=args.force, progress=progress)
+        if args.switch:
+            from consumers.switchover import rebuild_and_switch
+
+            summary: Any = rebuild_and_switch(settings, group=args.group, progress=progress)
+        else:
+            summary = replay(settings, group=args.group, force=args.force, progress=progress)
     finally:
         if bar is not None:
             bar.close()
@@ -272,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "$DATABASE_URL, else the embedded one)")
     p.add_argument("--group", help="a new consumer group (default: <app_id>-replay-<random>)")
     p.add_argument("--force", action="store_true", help="replay into a store that already holds records")
+    p.add_argument("--switch", action="store_true", help="rebuild the live store beside it (a schema of its own) "
+                   "while the platform keeps serving, then switch over in one transaction; subscribers' cursors of "
+                   "the old change log get an explicit error (docs/operating.md, 'Rebuilding without going dark')")
     p.set_defaults(handler=_replay)
 
     p = sub.add_parser("watch", help="the watchdog: red-flag alerts (a websocket bot; --service: stored and delivered)")

@@ -28,6 +28,7 @@ from streams.project_builder import ProjectBuilder
 from streams.relay import Relay
 
 logger = logging.getLogger("ocds_live.streams")
+HOLD_POLL = 0.1  # seconds between looks at a rebuild's replay ceiling
 
 
 def _incoming(event: Any) -> Incoming:
@@ -52,7 +53,13 @@ async def handle_batch(processor: BatchProcessor, batch: Sequence[Incoming], sto
         try:
             result = await loop.run_in_executor(None, processor.process, batch)
             logger.debug("batch %s: %s", _span(batch), result)
-            return
+            if not result.held:
+                return
+            # a rebuild's worker at its replay ceiling (consumers/switchover.py): the rest waits for it to rise
+            if stopping.is_set():
+                raise asyncio.CancelledError
+            await asyncio.sleep(HOLD_POLL)
+            continue
         except StoreUnavailableError as exc:
             logger.warning("store failed for %s: %s; retrying in %.1fs (the partition waits; nothing is "
                            "skipped)", _span(batch), exc, delay)

@@ -61,6 +61,7 @@ class BatchResult:
     duplicates: int = 0
     skipped: int = 0  # already processed (offset recorded in the store)
     changes: int = 0
+    held: int = 0  # at or above the store's replay ceiling: to apply when it rises (a rebuild catching up)
 
 
 @dataclass(frozen=True)
@@ -197,6 +198,11 @@ class BatchProcessor:
             next_offsets = writer.lock_offsets(cur, self.group, {(m.topic, m.partition) for m in batch})
             fresh = [m for m in batch if m.offset >= next_offsets.get((m.topic, m.partition), 0)]
             result.skipped = len(batch) - len(fresh)
+            ceilings, final = writer.ceilings(cur)
+            if ceilings:  # a rebuild (consumers/switchover.py) applies exactly what the live store has
+                below = [m for m in fresh if m.offset < ceilings.get((m.topic, m.partition), 0)]
+                # above a final ceiling: the live workers' part, after the switch; else wait for it to rise
+                result.held, fresh = 0 if final else len(fresh) - len(below), below
             if not fresh:
                 return result, saved
 

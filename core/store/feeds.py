@@ -8,9 +8,10 @@ so on. A block is named by ``after``, the cursor of the change just before it (0
 holds the ``size`` stream changes with cursor > ``after``. Once complete, a block never changes: the
 change log is append-only and cursors are committed in order, so nothing can join it later.
 
-For the whole log the cursor is gapless and equals the rank, so the blocks are the fixed windows
-``(k*size, (k+1)*size]``; for a keyed stream the ranks come from counting the index up to the head
-(an index-only count, O(changes of that buyer)), paid only when a subscription document is rendered.
+For the whole log the cursor is gapless and equals the rank (plus the generation's base, a multiple of
+``size``: migration 0010), so the blocks are the fixed windows ``(k*size, (k+1)*size]``; for a keyed
+stream the ranks come from counting the index up to the head (an index-only count, O(changes of that
+buyer)), paid only when a subscription document is rendered.
 Every other read is a range scan of at most ``size + 1`` index entries.
 
 Every function takes an open connection and commits (ends its snapshot) before returning.
@@ -93,18 +94,24 @@ def tip(conn: Any, stream: Stream) -> Tip:
     return Tip(head, int(newest[0]), newest[1])
 
 
-def _count(cur: Any, stream: Stream, upto: int) -> int:
+def _base(cur: Any) -> int:
+    """The cursor this generation's log starts after (0, or above when the store was rebuilt: migration 0010)."""
+    cur.execute("SELECT base FROM store_generation WHERE id = 1")
+    return int(cur.fetchone()[0])
+
+
+def _count(cur: Any, stream: Stream, upto: int, base: int) -> int:
     if stream.field == "all":
-        return upto  # gapless from 1
+        return upto - base  # gapless from base + 1
     source, col, params = stream._keys()
     cur.execute(f"SELECT count(*) FROM {source} AND {col} <= %s", (*params, upto))  # noqa: S608
     return int(cur.fetchone()[0])
 
 
-def _cursor_back(cur: Any, stream: Stream, upto: int, offset: int) -> int | None:
+def _cursor_back(cur: Any, stream: Stream, upto: int, offset: int, base: int) -> int | None:
     """The cursor ``offset`` stream changes before the newest at or below ``upto`` (0: that one)."""
     if stream.field == "all":
-        return upto - offset if upto - offset > 0 else None
+        return upto - offset if upto - offset > base else None
     source, col, params = stream._keys()
     cur.execute(f"SELECT {col} FROM {source} AND {col} <= %s ORDER BY {col} DESC OFFSET %s LIMIT 1",  # noqa: S608
                 (*params, upto, offset))
@@ -112,19 +119,20 @@ def _cursor_back(cur: Any, stream: Stream, upto: int, offset: int) -> int | None
     return int(row[0]) if row else None
 
 
-def _prev_after(cur: Any, stream: Stream, after: int, size: int) -> int | None:
+def _prev_after(cur: Any, stream: Stream, after: int, size: int, base: int) -> int | None:
     """The ``after`` of the block before the one that starts after ``after`` (None for the first)."""
-    if after <= 0:
+    if after <= base:
         return None
-    found = _cursor_back(cur, stream, after, size)
-    return 0 if found is None else found
+    found = _cursor_back(cur, stream, after, size, base)
+    return base if found is None else found
 
 
 def subscription(conn: Any, stream: Stream, head: int, size: int) -> Page:
     """The stream's changes after its newest complete block (fewer than ``size``), up to ``head``."""
     source, col, params = stream._events()
     with conn.cursor() as cur:
-        total = _count(cur, stream, head)
+        base = _base(cur)
+        total = _count(cur, stream, head, base)
         closed = total // size * size
         rows: list[Row] = []
         if total > closed:
@@ -133,7 +141,7 @@ def subscription(conn: Any, stream: Stream, head: int, size: int) -> Page:
             rows = _rows(cur)
         prev: int | None = None
         if closed >= size:
-            prev = 0 if closed == size else _cursor_back(cur, stream, head, total - closed + size)
+            prev = base if closed == size else _cursor_back(cur, stream, head, total - closed + size, base)
     conn.commit()
     return Page(rows, prev)
 
@@ -148,7 +156,7 @@ def archive(conn: Any, stream: Stream, after: int, size: int) -> Page | None:
         if len(rows) < size:
             conn.commit()
             return None
-        prev = _prev_after(cur, stream, after, size)
+        prev = _prev_after(cur, stream, after, size, _base(cur))
     conn.commit()
     rows.reverse()
     return Page(rows, prev)

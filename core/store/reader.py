@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
+import psycopg2.errors
 
 from core.profiles import CompilerSource, compiler_for
 from core.types import Release
@@ -61,6 +62,53 @@ def changes_after(conn: Any, after: int, limit: int) -> list[dict[str, Any]]:
     with conn.cursor() as cur:
         cur.execute("SELECT event::text FROM changes WHERE cursor > %s ORDER BY cursor LIMIT %s", (after, limit))
         rows = cur.fetchall()
+    conn.commit()
+    return [orjson.loads(r[0]) for r in rows]
+
+
+class Generation(NamedTuple):
+    """Which generation of the store this is (migration 0010): its cursors are above ``base``."""
+
+    generation: int
+    base: int
+    previous_schema: str | None = None
+    previous_head: int | None = None
+    resume_after: int | None = None
+
+
+def generation(conn: Any) -> Generation:
+    """The store's generation (1, base 0, for a store built in place)."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT generation, base, previous_schema, previous_head, resume_after "
+                    "FROM store_generation WHERE id = 1")
+        row = cur.fetchone()
+    conn.commit()
+    return Generation(*row) if row else Generation(1, 0)
+
+
+def log_bounds(conn: Any) -> tuple[Generation, int | None]:
+    """The store's generation and the first cursor its change log still holds (None: empty), in one snapshot."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT generation, base, previous_schema, previous_head, resume_after, "
+                    "(SELECT min(cursor) FROM changes) FROM store_generation WHERE id = 1")
+        row = cur.fetchone()
+    conn.commit()
+    return Generation(*row[:5]), None if row[5] is None else int(row[5])
+
+
+def retired_changes_after(conn: Any, schema: str, after: int, upto: int, limit: int) -> list[dict[str, Any]]:
+    """Changes of a replaced store's log (kept in ``schema``) with ``after`` < cursor <= ``upto``; [] when the
+    schema was dropped."""
+    from psycopg2 import sql
+
+    query = sql.SQL("SELECT event::text FROM {}.changes WHERE cursor > %s AND cursor <= %s ORDER BY cursor LIMIT %s")
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query.format(sql.Identifier(schema)), (after, upto, limit))
+            rows = cur.fetchall()
+    except (psycopg2.errors.UndefinedTable, psycopg2.errors.InvalidSchemaName):
+        conn.rollback()
+        return []
     conn.commit()
     return [orjson.loads(r[0]) for r in rows]
 

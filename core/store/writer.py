@@ -74,6 +74,14 @@ def lock_offsets(cur: Cursor, group: str, partitions: Iterable[tuple[str, int]])
     return out
 
 
+def ceilings(cur: Cursor) -> tuple[dict[tuple[str, int], int], bool]:
+    """The offsets a rebuilding worker must not reach, per partition, and whether they are final (migration
+    0010; none in a live store)."""
+    cur.execute("SELECT topic, partition, next_offset, final FROM replay_ceiling")
+    rows = cur.fetchall()
+    return {(t, int(p)): int(o) for t, p, o, _ in rows}, bool(rows) and all(f for *_, f in rows)
+
+
 def save_offsets(cur: Cursor, group: str, next_offsets: dict[tuple[str, int], int]) -> None:
     for (topic, partition), offset in sorted(next_offsets.items()):
         cur.execute(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from consumers.client import ChangeClient, FeedError
+from consumers.client import ChangeClient, FeedError, StoreRebuilt, StoreRebuiltError
 from core.settings import Settings
 from tests.support.changes import append_events, synthetic_event
 from tests.support.stack import Process, base_settings, free_port, fresh_stack, wait_http
@@ -113,3 +113,30 @@ def test_client_raises_feed_error_for_a_cursor_the_log_does_not_hold(stack: Sett
     finally:
         server.stop()
     assert caught.value.code == "unknown-cursor"
+
+
+REBUILT = {"type": "error", "code": "store-rebuilt", "cursor": 40, "generation": 2, "previous_head": 50,
+           "resume_after": 1_000_000_000_048, "message": "the store was rebuilt ..."}
+
+
+def test_store_rebuilt_is_handled_as_the_client_is_told() -> None:
+    """On store-rebuilt the client tells the application (with the changes it missed), then resumes from
+    resume_after, restarts from the rebuilt log's start, or raises StoreRebuiltError, as asked."""
+    seen: list[StoreRebuilt] = []
+    resume = ChangeClient("ws://unused/ws/changes", after=40, on_rebuilt=seen.append)
+    assert resume._changes(REBUILT) == []
+    assert seen[0].missed == 10 and seen[0].generation == 2
+    assert "after=1000000000048" in resume.query()
+    assert resume._changes({"type": "change", "cursor": 1_000_000_000_049,
+                            "change": {"cursor": 1_000_000_000_049}}) == [{"cursor": 1_000_000_000_049}]
+
+    restart = ChangeClient("ws://unused/ws/changes", after=40, on_rebuild="restart")
+    restart._changes({**REBUILT, "cursor": 50})
+    assert restart.rebuilds[0].missed == 0 and "after=start" in restart.query()
+
+    strict = ChangeClient("ws://unused/ws/changes", after=40, on_rebuild="raise")
+    with pytest.raises(StoreRebuiltError) as raised:
+        strict._changes(REBUILT)
+    assert raised.value.code == "store-rebuilt" and raised.value.event.resume_after == 1_000_000_000_048
+    with pytest.raises(ValueError, match="on_rebuild"):
+        ChangeClient("ws://unused/ws/changes", on_rebuild="ignore")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from tests.support.stack import Process, base_settings, free_port, fresh_stack, 
 
 pytestmark = pytest.mark.integration
 
+HTTP_MAX = 4
 TOKENS = {"limited": "token-of-limited-9f8e7d", "defaulted": "token-of-defaulted-6c5b4a",
           "rotated": "token-of-rotated-3e2d1c", "rotated-new": "token-of-rotated-new-0b9a8f"}
 PUBLISHERS = """
@@ -53,7 +55,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings,
     path.write_text(PUBLISHERS.format(**{k.replace("-", "_"): hashlib.sha256(v.encode()).hexdigest()
                                          for k, v in TOKENS.items()}))
     with fresh_stack(base_settings(), publishers_file=path, port=free_port(), max_release_bytes=64 * 1024,
-                     read_rate_limit=5, ws_max_per_client=2, publisher_rate_limit=5) as settings:
+                     read_rate_limit=5, ws_max_per_client=2, publisher_rate_limit=5,
+                     http_max_per_client=HTTP_MAX) as settings:
         ensure_topics(settings)
         process = Process(settings, "-v", "serve", log=folder / "serve.log")
         try:
@@ -161,6 +164,45 @@ def test_connections_and_subscriptions_per_address(server: tuple[Settings, Proce
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4429
         with connect(url, source_address=("127.0.0.2", 0)) as other:
             assert orjson.loads(other.recv(timeout=10))["type"] == "subscribed"
+
+
+def _held(address: str, port: int) -> socket.socket:
+    """A connection from ``address`` that has been answered once and stays open (keep-alive)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(address, 0))
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    answer = b""
+    while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    return sock
+
+
+def test_http_connections_per_address(server: tuple[Settings, Process]) -> None:
+    """Past OCDS_LIVE_HTTP_MAX_PER_CLIENT open connections, an address's next one is 429 with the limit named, while
+    its open ones and another address are served; closing one lets the address connect again."""
+    settings, _ = server
+    held = [_held("127.0.0.1", settings.port) for _ in range(HTTP_MAX)]
+    try:
+        with _client("127.0.0.1") as extra:
+            refused = extra.get(f"{settings.base_url}/healthz")
+        assert refused.status_code == 429 and refused.headers["Retry-After"] == "1"
+        assert refused.json() == {"error": f"at most {HTTP_MAX} concurrent connections per client address: reuse a "
+                                  "connection (keep-alive) or close idle ones, then retry", "status": 429}
+        with _client("127.0.0.2") as other:
+            assert other.get(f"{settings.base_url}/healthz").status_code == 200
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")  # the open ones go on
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200")
+        held.pop().close()
+        deadline = time.monotonic() + 10
+        while True:
+            with _client("127.0.0.1") as again:
+                if again.get(f"{settings.base_url}/healthz").status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "a closed connection was never released"
+            time.sleep(0.1)
+    finally:
+        for sock in held:
+            sock.close()
 
 
 def test_no_token_is_logged(server: tuple[Settings, Process], tmp_path: Path) -> None:
