@@ -154,6 +154,10 @@ def rebuild_and_switch(
                 # a relay started with the rebuild's worker finds nothing to publish: subscribers had the history
                 # (the switch sets the real progress)
                 cur.execute("UPDATE relay_progress SET last = %s", (SILENT,))
+                # the project fields operators and publishers supplied: the rebuild builds its projects with them
+                cur.execute(sql.SQL("INSERT INTO project_fields SELECT * FROM {}.project_fields").format(
+                    sql.Identifier(live_schema)))
+                _mark_supplied(cur, sql.Identifier(schema))
             rebuild = _Rebuild(settings, target, live, rebuilt, live_schema, schema, retired, list(partitions))
             if log is not None:
                 return rebuild.run(log, timeout, freeze_timeout, progress, quote=False)
@@ -279,7 +283,11 @@ class _Rebuild:
         return time.monotonic() - frozen_at, previous_head, resume_after
 
     def _carry(self, cur: Any, old: sql.Identifier, new: sql.Identifier) -> None:
-        """Copy what does not come from the release topic: every consumer group's offsets, webhooks, alerts."""
+        """Copy what does not come from the release topic: every consumer group's offsets, webhooks, alerts, the
+        supplied project fields (projects built without the latest are marked for the builder)."""
+        cur.execute(sql.SQL("DELETE FROM {}.project_fields").format(new))
+        cur.execute(sql.SQL("INSERT INTO {}.project_fields SELECT * FROM {}.project_fields").format(new, old))
+        _mark_supplied(cur, new)
         cur.execute(sql.SQL("DELETE FROM {}.consumer_offsets").format(new))
         cur.execute(sql.SQL("INSERT INTO {}.consumer_offsets SELECT * FROM {}.consumer_offsets").format(new, old))
         for table in CARRIED:
@@ -289,6 +297,15 @@ class _Rebuild:
             if table in SERIAL:
                 cur.execute(sql.SQL("SELECT setval(pg_get_serial_sequence(%s, 'id'), coalesce(max(id), 0) + 1, "
                                     "false) FROM {}.{}").format(new, name), (f"{self.schema}.{table}",))
+
+
+def _mark_supplied(cur: Any, schema: sql.Identifier) -> None:
+    """Mark for the project builder every project whose supplied fields are not the ones it was built with."""
+    cur.execute(sql.SQL(
+        "INSERT INTO {0}.project_dirty (project_id, version, owner, local_id) "
+        "SELECT f.id, (SELECT last_record FROM {0}.feed_counter), f.publisher, f.local_id FROM {0}.project_fields f "
+        "LEFT JOIN {0}.projects p ON p.id = f.id WHERE p.supplied IS DISTINCT FROM f.fields "
+        "ON CONFLICT (project_id) DO UPDATE SET version = EXCLUDED.version").format(schema))
 
 
 def _one(cur: Any, query: sql.Composable) -> int:

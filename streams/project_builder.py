@@ -48,7 +48,8 @@ class ProjectBuilder(StoreThread):
         try:
             with conn.cursor() as cur:
                 while not self._stop.is_set():
-                    cur.execute("SELECT pg_try_advisory_lock(%s)", (PROJECT_BUILDER_LOCK,))
+                    # one builder per store: a store rebuilt beside the live one (replay --switch) has its own
+                    cur.execute("SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (PROJECT_BUILDER_LOCK,))
                     row = cur.fetchone()
                     conn.commit()
                     if row and row[0]:

@@ -16,7 +16,10 @@ import websockets
 
 from consumers.client import ChangeClient, StoreRebuilt
 from consumers.switchover import STRIDE, SwitchSummary, rebuild_and_switch
+from core.profiles import Profiles
 from core.settings import Settings
+from core.store import projects
+from core.store.connection import connect
 from tests.support import pipeline
 from tests.support.kafka import read_topic
 from tests.support.stack import Process, base_settings, cli, free_port, fresh_stack, wait_http
@@ -168,15 +171,25 @@ def _check(settings: Settings, summary: SwitchSummary, raw: list[dict[str, Any]]
     assert len(published) == expected
 
 
-def test_replay_switch_command_twice(tmp_path: Path) -> None:
+def test_replay_switch_command_twice(tmp_path: Path, profiles: Profiles) -> None:
     """`ocds-live replay --switch` run twice switches to generations 2 and 3, keeping each old store, with the same
-    records; a settings app id that is not the workers' is refused before anything changes."""
+    records and the same projects, fields a publisher supplied included; a settings app id that is not the workers'
+    is refused before anything changes."""
     with fresh_stack(base_settings(), batch_size=50) as settings:
         worker = Process(settings, "process", log=tmp_path / "worker.log")
         try:
             pipeline.send(settings, pipeline.outgoing(pipeline.simulated(seed=13, count=200, processes=50)))
             pipeline.wait_caught_up(settings)
+            pid, publisher, local = pipeline.query(settings, "SELECT id, publisher, local_id FROM projects LIMIT 1")[0]
+            conn = connect(settings)
+            try:
+                assert projects.supply(conn, pid, publisher, local, {"title": "Título suministrado"}, publisher,
+                                       settings, profiles)
+            finally:
+                conn.close()
             before = pipeline.compiled_releases(settings)
+            built = dict(pipeline.query(settings, "SELECT id, data FROM projects"))
+            assert orjson.loads(built[pid])["title"] == "Título suministrado"
             other = settings.model_copy(update={"app_id": f"{settings.app_id}-other"})
             refused = cli(other, "replay", "--switch")
             assert refused.returncode != 0 and "no offsets of the consumer group" in refused.stderr, refused
@@ -190,5 +203,7 @@ def test_replay_switch_command_twice(tmp_path: Path) -> None:
                 assert row == (generation, (generation - 1) * STRIDE)
             assert pipeline.compiled_releases(settings) == before
             assert pipeline.count(settings, "releases") == 200
+            pipeline.wait_caught_up(settings)  # projects marked at the switch are built by the live worker
+            assert dict(pipeline.query(settings, "SELECT id, data FROM projects")) == built
         finally:
             worker.stop()

@@ -115,12 +115,12 @@ def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Set
         while _marks(store) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _marks(store) == [], "the builder did not build the marked project within 60 s"
-        holders = pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s "
+        holders = pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
                                         "AND granted", (PROJECT_BUILDER_LOCK,))
         assert holders[0][0] == 1
     finally:
         for b in builders:
             b.stop()
     assert len(support.project_events(store)[PID]) == 1
-    assert pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = %s",
+    assert pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
                           (PROJECT_BUILDER_LOCK,))[0][0] == 0
