@@ -60,6 +60,9 @@ class Status:
     head: int = 0  # the change log's newest cursor
     head_at: str | None = None  # when it was written
     published: int = 0  # the newest cursor the relay has sent to the changes topic
+    generation: int = 1  # the store's generation (`replay --switch` adds one)
+    projects: int = 0  # infrastructure projects built
+    projects_waiting: int = 0  # projects marked for the project builder, not rebuilt yet
     produced_to_commit: Delay = field(default_factory=lambda: Delay(None, None, 0))
     date_to_commit: Delay = field(default_factory=lambda: Delay(None, None, 0))
     window: float = 300.0
@@ -132,7 +135,8 @@ def render(status: Status) -> str:
     for lag in status.lags:
         lines.append(f"  {lag.group:<28} {lag.topic}[{lag.partition}] {lag.committed}/{lag.end} = {lag.lag}"
                      f"  ({lag.source})")
-    lines.append("store: " + ", ".join(f"{n} {c}" for n, c in status.counts.items()))
+    lines.append(f"store (generation {status.generation}): " + ", ".join(f"{n} {c}" for n, c in status.counts.items()))
+    lines.append(f"projects: {status.projects} built, {status.projects_waiting} waiting for the project builder")
     lines.append(f"change log: head {status.head}" + (f" written {status.head_at}" if status.head_at else "")
                  + f"; published to Kafka through {status.published}")
     minutes = f"{status.window / 60:g} min"
@@ -161,6 +165,7 @@ def gather(settings: Settings, *, window: float = 300.0, sample: int = SAMPLE) -
             with translated_errors():
                 status.counts = store.counts(conn)
                 status.head, status.head_at, status.published = store.head(conn)
+                status.generation, status.projects, status.projects_waiting = store.projects(conn)
                 stored = store.processed(conn)
                 recent = store.recent_releases(conn, window, sample)
         finally:

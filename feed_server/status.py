@@ -111,6 +111,8 @@ def gauges(status: Status | None, now: float | None = None) -> bytes:
         rows.labels(table).set(count)
     gauge("changes_head", "the change log's newest cursor").set(status.head)
     gauge("changes_published", "the newest cursor the relay has sent to the changes topic").set(status.published)
+    gauge("store_generation", "the store's generation (replay --switch adds one)").set(status.generation)
+    gauge("projects_waiting", "projects marked for the project builder, not rebuilt yet").set(status.projects_waiting)
     fresh = gauge("freshness_seconds", "delay to the store commit over the last window, by quantile",
                   ("since", "quantile"))
     samples = gauge("freshness_samples", "releases the freshness was measured on", ("since",))

@@ -33,6 +33,15 @@ def head(conn: Connection) -> tuple[int, str | None, int]:
     return last, (written[0].isoformat() if written else None), (int(published[0]) if published else 0)
 
 
+def projects(conn: Connection) -> tuple[int, int, int]:
+    """The store's generation, and its projects: how many are built, how many wait for the project builder."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT (SELECT generation FROM store_generation WHERE id = 1), "
+                    "(SELECT count(*) FROM projects), (SELECT count(*) FROM project_dirty)")
+        row = cur.fetchone()
+    return (int(row[0] or 1), int(row[1]), int(row[2])) if row else (1, 0, 0)
+
+
 def processed(conn: Connection) -> dict[str, dict[tuple[str, int], int]]:
     """The next offset to process per consumer group and (topic, partition), as committed with the writes."""
     with conn.cursor() as cur:

@@ -47,9 +47,10 @@ def test_render_names_every_figure() -> None:
     status = Status(taken_at=time.time(), topics={"ocds.releases": {0: 5, 1: 7}},
                     lags=[Lag("ocds-live", "ocds.releases", 0, 5, 5, "store")], counts={"releases": 12},
                     head=9, published=8, produced_to_commit=Delay(0.25, 0.5, 12), date_to_commit=Delay(None, None, 0),
-                    problems=["kafka: down"])
+                    problems=["kafka: down"], generation=2, projects=20, projects_waiting=3)
     text = render(status)
     for part in ("ocds.releases", "0:5  1:7   total 12", "ocds-live", "[0] 5/5 = 0  (store)", "releases 12",
+                 "generation 2", "projects: 20 built, 3 waiting for the project builder",
                  "head 9", "through 8", "p50 250 ms, p99 500 ms", "12 releases", "PROBLEM: kafka: down"):
         assert part in text
 
@@ -99,6 +100,7 @@ def test_status_of_a_running_pipeline(tmp_path: Path) -> None:
         stored = [lag for lag in status["lags"] if lag["source"] == "store" and lag["group"] == settings.app_id]
         assert len(stored) == settings.partitions and all(lag["lag"] == 0 for lag in stored)
         assert status["counts"]["releases"] == 60
+        assert status["generation"] == 1 and status["projects"] > 0 and status["projects_waiting"] == 0
         assert status["head"] == status["counts"]["changes"] > 0
         fresh = status["produced_to_commit"]
         assert fresh["samples"] == 60 and 0 < fresh["p50"] <= fresh["p99"] < 60

@@ -21,13 +21,15 @@ OPERATOR = "operator-token-for-tests"
 def test_gauges_carry_every_figure() -> None:
     """Each figure of a status is a labelled ocds_status_* gauge; no status at all is up 0."""
     status = Status(taken_at=100.0, topics={"r": {0: 5}}, lags=[Lag("g", "r", 0, 3, 5, "store")],
-                    counts={"releases": 4}, head=7, published=6, produced_to_commit=Delay(0.2, 0.9, 4))
+                    counts={"releases": 4}, head=7, published=6, produced_to_commit=Delay(0.2, 0.9, 4),
+                    generation=2, projects_waiting=3)
     text = gauges(status, now=103.0).decode()
     for line in ('ocds_status_up 1.0', 'ocds_status_age_seconds 3.0',
                  'ocds_status_topic_end_offset{partition="0",topic="r"} 5.0',
                  'ocds_status_consumer_lag{group="g",partition="0",source="store",topic="r"} 2.0',
                  'ocds_status_store_rows{table="releases"} 4.0', 'ocds_status_changes_head 7.0',
-                 'ocds_status_changes_published 6.0',
+                 'ocds_status_changes_published 6.0', 'ocds_status_store_generation 2.0',
+                 'ocds_status_projects_waiting 3.0',
                  'ocds_status_freshness_seconds{quantile="0.99",since="produced_at"} 0.9',
                  'ocds_status_freshness_samples{since="release_date"} 0.0'):
         assert line in text.splitlines(), line
