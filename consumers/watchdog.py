@@ -24,6 +24,8 @@ from core.profiles import CompilerSource
 from core.redflags import mexico, population
 from core.redflags.cardinal import bid_counts, bid_ratio
 from core.redflags.config import RulesConfig
+from core.redflags.projects import RULE as PROJECT_RULE
+from core.redflags.projects import cost_overrun
 from core.redflags.rules import PROCESS_RULES, process_flags
 from core.redflags.types import Evidence, Flag, buyer_id, when
 from core.store import alerts, reader
@@ -135,6 +137,10 @@ class Engine:
             currencies |= alerts.replace_bid_ratio(cur, ocid, ratio)
             counts_changed |= alerts.replace_bid_counts(cur, ocid, bid_counts(release))
         events = alerts.sync(cur, PROCESS_RULES, [o for o in sorted(dates) if o in compiled], flags, base)
+        projects = alerts.projects_of(cur, [o for o in sorted(dates) if o not in compiled])  # project.updated events
+        events += alerts.sync(cur, [PROJECT_RULE], sorted(projects), [
+            f for pid, project in sorted(projects.items()) if (f := cost_overrun(pid, project, config)) is not None],
+            base)
         if pairs:
             found = mexico.repeated_direct_awards(alerts.direct_awards_of(cur, pairs), config)
             events += alerts.sync(cur, ["MX-REPEATED-DIRECT"], [f"{b}|{s}" for b, s in sorted(pairs)], found, base)

@@ -25,12 +25,15 @@ WATCHDOG_LOCK = 0x0CD5_0012  # held by a watchdog batch from its first read of a
 
 def _event(kind: str, alert_id: int, flag: dict[str, Any], base_url: str) -> dict[str, Any]:
     ocids = flag.get("ocids") or []
+    project = (flag.get("detail") or {}).get("project")
+    page = f"{base_url}/projects/{quote(project, safe='')}" if isinstance(project, str) else \
+        f"{base_url}/records/{quote(ocids[0], safe='')}" if ocids else None
     return {
         "kind": kind, "alert_id": alert_id, "rule": flag["rule"], "title": title(flag["rule"]), "key": flag["key"],
         "ocid": ocids[0] if ocids else None, "ocids": ocids, "buyer": flag.get("buyer"),
         "suppliers": flag.get("suppliers") or [], "evidence": flag.get("evidence") or [],
         "detail": flag.get("detail") or {},
-        "record_url": f"{base_url}/records/{quote(ocids[0], safe='')}" if ocids else None,
+        "record_url": page,
     }
 
 
@@ -85,6 +88,14 @@ def append_events(cur: Cursor, events: list[dict[str, Any]]) -> list[dict[str, A
 
 
 # -- history the rules keep ---------------------------------------------------------------------------
+
+def projects_of(cur: Cursor, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The OC4IDS records, as last built, of those of ``ids`` that are projects."""
+    if not ids:
+        return {}
+    cur.execute("SELECT id, data FROM projects WHERE id = ANY(%s)", (list(ids),))
+    return {ident: orjson.loads(data) for ident, data in cur.fetchall()}
+
 
 def first_published(cur: Cursor, ocid: str, items: Iterable[str], date: str | None) -> dict[str, str]:
     """When each item of ``ocid`` was first published: ``date`` for those of ``items`` not seen before (none are
