@@ -1,6 +1,6 @@
 """Alerts: the watchdog's feed (``GET /api/alerts``, Atom), each process's flags, counts, and webhooks.
 
-- ``GET /api/alerts?rule=&buyer=&supplier=&ocid=&after=&limit=``: alert events (``alert.raised`` and
+- ``GET /api/alerts?rule=&buyer=&supplier=&ocid=&project=&after=&limit=``: alert events (``alert.raised`` and
   ``alert.withdrawn``) with cursor > ``after``, oldest first. Cursors are gapless and committed in order, so
   following ``links.next`` returns every matching event once, in order, also while alerts are written.
 - ``GET /feeds/alerts.atom?rule=&buyer=``, ``/feeds/alerts/buyer/{id}.atom``, ``/feeds/alerts/rule/{code}.atom``:
@@ -45,8 +45,9 @@ class WebhookIn(BaseModel):
     after: int | None = Field(default=None, ge=0, description="deliver events after this cursor (default: from now)")
 
 
-def filters_of(rule: str | None, buyer: str | None, supplier: str | None, ocid: str | None) -> dict[str, str]:
-    values = {"rule": rule, "buyer": buyer, "supplier": supplier, "ocid": ocid}
+def filters_of(rule: str | None, buyer: str | None, supplier: str | None, ocid: str | None,
+               project: str | None = None) -> dict[str, str]:
+    values = {"rule": rule, "buyer": buyer, "supplier": supplier, "ocid": ocid, "project": project}
     return {k: v for k, v in values.items() if v}
 
 
@@ -63,11 +64,12 @@ def bad_filter(filters: dict[str, str]) -> str | None:
 async def list_alerts(
     request: Request, rule: str | None = None, buyer: str | None = None, supplier: str | None = None,
     ocid: str | None = None,
+    project: Annotated[str | None, Query(description="an OC4IDS project id: its alerts and its processes'")] = None,
     after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="the last cursor you have (0: from the start)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSON:
     """Alert events (raised and withdrawn) after ``after``, oldest first, with ``links.next`` to resume."""
-    filters = filters_of(rule, buyer, supplier, ocid)
+    filters = filters_of(rule, buyer, supplier, ocid, project)
     if (error := bad_filter(filters)) is not None:
         return problem(400, error)
     db = request.app.state.db

@@ -149,8 +149,8 @@ class AlertSubscriber:
                 del counts[self.client]
 
     async def _run(self, query: dict[str, str], tail: AlertTail) -> None:
-        filters = filters_of(query.get("rule"), query.get("buyer"), query.get("supplier"), query.get("ocid"))
-        unknown = sorted(set(query) - {"rule", "buyer", "supplier", "ocid", "after"})
+        filters = filters_of(*(query.get(name) for name in alerts.FILTERS))
+        unknown = sorted(set(query) - {*alerts.FILTERS, "after"})
         try:
             after = _after(query.get("after"), tail.head)
             error = bad_filter(filters) or (f"unknown parameters {unknown}; see docs/websocket.md" if unknown else None)

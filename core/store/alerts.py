@@ -190,22 +190,24 @@ def bid_count_totals(cur: Cursor) -> list[tuple[str, str, int, int]]:
 
 # -- reads for the alerts feed and the pages ---------------------------------------------------------------
 
-FILTERS = ("rule", "buyer", "supplier", "ocid")
+FILTERS = ("rule", "buyer", "supplier", "ocid", "project")
+# project=: the project's own alerts (project rules) and those of the processes that belong to it now
+PROJECT_FILTER = "(ocids @> ARRAY[%s] OR ocids && ARRAY(SELECT ocid FROM project_members WHERE project_id = %s))"
 
 
 def events_page(conn: Any, after: int, limit: int, filters: dict[str, str], newest_first: bool = False,
                 upto: int | None = None) -> list[Any]:
     """Alert events after cursor ``after`` (and at most ``upto``) matching ``filters`` (rule, buyer, supplier,
-    ocid), oldest first (or the newest ``limit`` when ``newest_first``)."""
+    ocid, project), oldest first (or the newest ``limit`` when ``newest_first``)."""
     where, args = ["cursor > %s"], [after]  # type: list[str], list[Any]
     if upto is not None:
         where.append("cursor <= %s")
         args.append(upto)
     for name, column in (("rule", "rule = %s"), ("buyer", "buyer_id = %s"), ("supplier", "supplier_ids @> ARRAY[%s]"),
-                         ("ocid", "ocids @> ARRAY[%s]")):
+                         ("ocid", "ocids @> ARRAY[%s]"), ("project", PROJECT_FILTER)):
         if filters.get(name):
             where.append(column)
-            args.append(filters[name])
+            args += [filters[name]] * column.count("%s")
     order = "DESC" if newest_first else ""
     with conn.cursor() as cur:
         cur.execute(f"SELECT cursor, created_at, event FROM alert_events WHERE {' AND '.join(where)} "  # noqa: S608

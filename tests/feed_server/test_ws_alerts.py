@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -144,3 +145,28 @@ def test_bad_cursors_and_parameters_are_explicit_errors(server: Settings, query:
     message, closed = asyncio.run(run())
     assert_described(message)
     assert message["type"] == "error" and message["code"] == code and closed == close
+
+
+def test_project_filter_selects_the_projects_alerts_and_its_processes(server: Settings) -> None:
+    """``project=`` on the API and the websocket: the alerts of the processes that belong to the project and the
+    project's own alert, nothing else."""
+    pid = "oc4ids-test01-P1"
+    conn = psycopg2.connect(server.database_url)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO project_members (ocid, project_id, publisher, compiled, releases) "
+                        "VALUES (%s, %s, 'bulk', '{}', '[]')", [("ocds-a-7", pid), ("ocds-a-8", pid)])
+        flag = Flag("PROJECT-COST-OVERRUN", pid, pid, (pid,), (Evidence("/budget/amount/amount", 1),), {"project": pid})
+        alerts.append_events(cur, alerts.sync(cur, ["PROJECT-COST-OVERRUN"], [pid], [flag], server.base_url))
+    conn.commit()
+    conn.close()
+    with urllib.request.urlopen(f"{server.base_url}/api/alerts?project={pid}") as answer:  # noqa: S310
+        api = [(a["key"], a["record_url"]) for a in json.loads(answer.read())["alerts"]]
+    base = server.base_url
+    assert api == [("ocds-a-7", f"{base}/records/ocds-a-7"), ("ocds-a-8", f"{base}/records/ocds-a-8"),
+                   (pid, f"{base}/projects/{pid}")]
+
+    async def run() -> list[dict[str, Any]]:
+        async with websockets.connect(_url(server, f"?after=start&project={pid}")) as ws:
+            return await _read_until(ws, lambda m: m["type"] == "caught_up")
+
+    assert [m["alert"]["key"] for m in asyncio.run(run()) if m["type"] == "alert"] == [k for k, _ in api]
