@@ -92,7 +92,8 @@ def count_files(paths: list[str], merger: RecordMerger, config: RulesConfig) -> 
     counts = Counter(f.rule for f in evaluate(compiled, published, config))
     lines = [f"{len(releases)} releases, {len(compiled)} processes ({failed} releases did not merge)",
              f"{'rule':<24} {'flags':>6}  name"]
-    lines += [f"{code:<24} {counts.get(code, 0):>6}  {rule.english}" for code, rule in RULES.items()]
+    lines += [f"{code:<24} {counts.get(code, 0):>6}  {rule.english}"
+              for code, rule in RULES.items() if rule.kind != "project"]  # release files hold no OC4IDS project
     return "\n".join(lines) + "\n"
 
 

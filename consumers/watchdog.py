@@ -24,6 +24,8 @@ from core.profiles import CompilerSource
 from core.redflags import mexico, population
 from core.redflags.cardinal import bid_counts, bid_ratio
 from core.redflags.config import RulesConfig
+from core.redflags.projects import RULE as PROJECT_RULE
+from core.redflags.projects import cost_overrun
 from core.redflags.rules import PROCESS_RULES, process_flags
 from core.redflags.types import Evidence, Flag, buyer_id, when
 from core.store import alerts, reader
@@ -118,23 +120,25 @@ class Engine:
             earlier = m.date is not None and (known is None or (when(m.date) or MAX_DATE) < (when(known) or MAX_DATE))
             dates[m.ocid] = m.date if earlier else known
         flags: list[Flag] = []
-        pairs: set[tuple[str, str]] = set()
-        currencies: set[str] = set()
-        counts_changed = False
-        for ocid in sorted(dates):
-            release = compiled.get(ocid)
-            if release is None:
-                continue
-            date = dates[ocid]
-            items = [key for key, _, _ in mexico.dated_items(release)]
-            flags += process_flags(ocid, release, config, alerts.first_published(cur, ocid, items, date))
-            pairs |= alerts.replace_direct_awards(cur, ocid, mexico.direct_awards(ocid, release, config))
+        present = [o for o in sorted(dates) if o in compiled]
+        published = alerts.first_published(cur, {o: ([key for key, _, _ in mexico.dated_items(compiled[o])], dates[o])
+                                                 for o in present})
+        ratios: dict[str, dict[str, Any] | None] = {}
+        for ocid in present:
+            release = compiled[ocid]
+            flags += process_flags(ocid, release, config, published[ocid])
             ratio = bid_ratio(release, config)
             if ratio is not None:
                 ratio["buyer"] = buyer_id(release)
-            currencies |= alerts.replace_bid_ratio(cur, ocid, ratio)
-            counts_changed |= alerts.replace_bid_counts(cur, ocid, bid_counts(release))
-        events = alerts.sync(cur, PROCESS_RULES, [o for o in sorted(dates) if o in compiled], flags, base)
+            ratios[ocid] = ratio
+        pairs = alerts.replace_direct_awards(cur, {o: mexico.direct_awards(o, compiled[o], config) for o in present})
+        currencies = alerts.replace_bid_ratios(cur, ratios)
+        counts_changed = alerts.replace_bid_counts(cur, {o: bid_counts(compiled[o]) for o in present})
+        events = alerts.sync(cur, PROCESS_RULES, present, flags, base)
+        projects = alerts.projects_of(cur, [o for o in sorted(dates) if o not in compiled])  # project.updated events
+        events += alerts.sync(cur, [PROJECT_RULE], sorted(projects), [
+            f for pid, project in sorted(projects.items()) if (f := cost_overrun(pid, project, config)) is not None],
+            base)
         if pairs:
             found = mexico.repeated_direct_awards(alerts.direct_awards_of(cur, pairs), config)
             events += alerts.sync(cur, ["MX-REPEATED-DIRECT"], [f"{b}|{s}" for b, s in sorted(pairs)], found, base)

@@ -1,6 +1,6 @@
 """Alerts: the watchdog's feed (``GET /api/alerts``, Atom), each process's flags, counts, and webhooks.
 
-- ``GET /api/alerts?rule=&buyer=&supplier=&ocid=&after=&limit=``: alert events (``alert.raised`` and
+- ``GET /api/alerts?rule=&buyer=&supplier=&ocid=&project=&after=&limit=``: alert events (``alert.raised`` and
   ``alert.withdrawn``) with cursor > ``after``, oldest first. Cursors are gapless and committed in order, so
   following ``links.next`` returns every matching event once, in order, also while alerts are written.
 - ``GET /feeds/alerts.atom?rule=&buyer=``, ``/feeds/alerts/buyer/{id}.atom``, ``/feeds/alerts/rule/{code}.atom``:
@@ -10,7 +10,7 @@
 - ``POST /api/webhooks`` (operator token): register ``{"url", "rules"?, "buyer"?, "after"?}``; the answer holds
   the signing secret, shown once. ``GET /api/webhooks/{id}/deliveries`` (operator token): the delivery log.
 
-The websocket subscription for alerts is not here: the websocket server is being replaced (see docs/redflags.md).
+The same events pushed over the websocket: ``WS /ws/alerts`` (feed_server.ws_alerts).
 """
 
 from __future__ import annotations
@@ -45,12 +45,13 @@ class WebhookIn(BaseModel):
     after: int | None = Field(default=None, ge=0, description="deliver events after this cursor (default: from now)")
 
 
-def _filters(rule: str | None, buyer: str | None, supplier: str | None, ocid: str | None) -> dict[str, str]:
-    values = {"rule": rule, "buyer": buyer, "supplier": supplier, "ocid": ocid}
+def filters_of(rule: str | None, buyer: str | None, supplier: str | None, ocid: str | None,
+               project: str | None = None) -> dict[str, str]:
+    values = {"rule": rule, "buyer": buyer, "supplier": supplier, "ocid": ocid, "project": project}
     return {k: v for k, v in values.items() if v}
 
 
-def _bad(filters: dict[str, str]) -> str | None:
+def bad_filter(filters: dict[str, str]) -> str | None:
     for name, value in filters.items():
         if "\x00" in value or len(value) > 200:
             return f"{name} must be at most 200 characters, without NUL"
@@ -63,12 +64,13 @@ def _bad(filters: dict[str, str]) -> str | None:
 async def list_alerts(
     request: Request, rule: str | None = None, buyer: str | None = None, supplier: str | None = None,
     ocid: str | None = None,
+    project: Annotated[str | None, Query(description="an OC4IDS project id: its alerts and its processes'")] = None,
     after: Annotated[int, Query(ge=0, le=MAX_CURSOR, description="the last cursor you have (0: from the start)")] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> JSON:
     """Alert events (raised and withdrawn) after ``after``, oldest first, with ``links.next`` to resume."""
-    filters = _filters(rule, buyer, supplier, ocid)
-    if (error := _bad(filters)) is not None:
+    filters = filters_of(rule, buyer, supplier, ocid, project)
+    if (error := bad_filter(filters)) is not None:
         return problem(400, error)
     db = request.app.state.db
     head = await db.run(alerts.head)
@@ -128,7 +130,7 @@ def _atom(request: Request, path: str, feed_title: str, rows: list[Any]) -> Resp
 
 
 async def _feed(request: Request, path: str, filters: dict[str, str]) -> Response:
-    if (error := _bad(filters)) is not None:
+    if (error := bad_filter(filters)) is not None:
         return problem(400, error)
     rows = await request.app.state.db.run(alerts.events_page, 0, ATOM_ENTRIES, filters, True, None)
     described = ", ".join(f"{k}={v}" for k, v in filters.items())
@@ -138,9 +140,9 @@ async def _feed(request: Request, path: str, filters: dict[str, str]) -> Respons
 @router.get("/feeds/alerts.atom", response_class=Response)
 async def alerts_feed(request: Request, rule: str | None = None, buyer: str | None = None) -> Response:
     """The newest alert events as Atom, optionally of one rule or one buyer."""
-    query = urlencode(_filters(rule, buyer, None, None))
+    query = urlencode(filters_of(rule, buyer, None, None))
     return await _feed(request, "/feeds/alerts.atom" + (f"?{query}" if query else ""),
-                       _filters(rule, buyer, None, None))
+                       filters_of(rule, buyer, None, None))
 
 
 @router.get("/feeds/alerts/buyer/{buyer_id:path}.atom", response_class=Response)

@@ -21,7 +21,7 @@ from core.publishers import load_publishers
 from core.schema import load_schema
 from core.settings import Settings
 from core.store.connection import database_url
-from feed_server import alerts, api, atom, ingest, pages, projects, search, status, ws
+from feed_server import alerts, api, atom, ingest, pages, projects, search, status, ws, ws_alerts
 from feed_server.fanout import FanOut
 from feed_server.hub import ChangeHub, Database
 from feed_server.metrics import METRICS
@@ -122,6 +122,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(status.router)
     app.include_router(alerts.router)
+    app.include_router(ws_alerts.router)
     return app
 
 

@@ -23,6 +23,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from feed_server import ws_alerts
 from feed_server.fanout import FanOut, text_frame
 from feed_server.ws import Gone, Subscriber, Subscription
 
@@ -114,7 +115,7 @@ class WebsocketFront:
         raise RuntimeError("the websocket front does not listen: uvicorn does, and hands it upgraded sockets")
 
     def _route(self, conn: ServerConnection, request: Request) -> Response | None:
-        if urlsplit(request.path).path != PATH:
+        if urlsplit(request.path).path not in (PATH, ws_alerts.PATH):
             return conn.respond(404, f"no websocket here; the change feed is {PATH}\n")
         return None
 
@@ -133,7 +134,10 @@ class WebsocketFront:
                 async with conn:
                     query = dict(parse_qsl(urlsplit(conn.request.path).query if conn.request else "",
                                            keep_blank_values=True))
-                    await WebsocketSubscriber(self.app.state, conn).run(query)
+                    if urlsplit(conn.request.path if conn.request else "").path == ws_alerts.PATH:
+                        await ws_alerts.serve_connection(self.app.state, conn, query)  # the alerts feed
+                    else:
+                        await WebsocketSubscriber(self.app.state, conn).run(query)
             except Exception:
                 logger.exception("websocket handler failed")
             finally:

@@ -25,6 +25,11 @@ class MaxAmount:
     direct: float
     invitation: float
     source: str
+    last_year: int | None = None  # the row holds from ``year`` to ``last_year`` (None: ``year`` only)
+    status: str = "unverified"  # "verified": copied from the decree in the DOF; alerts carry it
+
+    def covers(self, year: int) -> bool:
+        return self.year <= year <= (self.last_year if self.last_year is not None else self.year)
 
 
 @dataclass(frozen=True)
@@ -49,12 +54,15 @@ class RulesConfig:
     works_categories: tuple[str, ...] = ("works",)
     max_amounts: tuple[MaxAmount, ...] = ()
     buyer_bands: dict[str, int] = field(default_factory=dict)
+    default_band: int = 0  # the band of a buyer not in buyer_bands; 0: the largest band of the year and law
     repeated_window_days: float = 90.0
     repeated_min_awards: int = 3
     amendment_max_raise_goods: float = 0.20
     amendment_max_raise_works: float = 0.25
     late_publication_days: float = 90.0
     signed_before_tolerance_days: float = 0.0
+    # Infrastructure projects (OC4IDS)
+    project_cost_overrun_share: float = 0.25  # PROJECT-COST-OVERRUN: cost above budget by more than this share
 
 
 _FLAT = {f.name for f in fields(RulesConfig)} - {"max_amounts"}
@@ -80,19 +88,26 @@ def parse_config(data: dict[str, Any]) -> RulesConfig:
     """The rules from a parsed TOML document (its ``[rules]`` table and ``[[max_amounts]]`` rows)."""
     defaults = RulesConfig()
     values: dict[str, Any] = {}
-    for name, value in data.get("rules", {}).items():
+    settings = dict(data.get("rules", {}))
+    table: list[Any] = data.get("max_amounts") or settings.pop("max_amounts", None) or []  # or rules.max_amounts
+    for name, value in settings.items():
         if name not in _FLAT:
             raise ConfigurationError(f"rules file: unknown setting rules.{name}; see docs/redflags.md")
         values[name] = _typed(f"rules.{name}", value, getattr(defaults, name))
     rows = []
-    for i, row in enumerate(data.get("max_amounts", [])):
+    for i, row in enumerate(table):
         try:
+            unknown = set(row) - {f.name for f in fields(MaxAmount)}
+            if unknown or row.get("status", "unverified") not in ("verified", "unverified"):
+                raise ValueError(f"unknown keys {sorted(unknown)}" if unknown else "status: verified or unverified")
+            last = row.get("last_year")
             rows.append(MaxAmount(year=int(row["year"]), law=str(row["law"]), band=int(row["band"]),
                                   direct=float(row["direct"]), invitation=float(row["invitation"]),
-                                  source=str(row["source"])))
+                                  source=str(row["source"]), last_year=None if last is None else int(last),
+                                  status=str(row.get("status", "unverified"))))
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigurationError(f"rules file: max_amounts[{i}] needs year, law, band, direct, invitation "
-                                     f"and source ({exc})") from exc
+                                     f"and source; may have last_year and status ({exc})") from exc
     return RulesConfig(**values, max_amounts=tuple(rows))
 
 

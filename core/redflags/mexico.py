@@ -33,13 +33,14 @@ def _law(compiled: dict[str, Any], config: RulesConfig) -> str:
 
 
 def legal_maximum(config: RulesConfig, year: int, law: str, buyer: str | None) -> MaxAmount | None:
-    """The row of the table for the year, the law and the buyer's band (the largest band when the buyer's band is
-    not configured: a buying unit of any band may not go above it, so what passes it is a breach for all)."""
-    rows = [r for r in config.max_amounts if r.year == year and r.law == law]
+    """The row of the table for the year, the law and the buyer's band: ``buyer_bands[buyer]``, else
+    ``default_band``, else (0, or a band the year lacks) the largest band, the most permissive: a buying unit of any
+    band may not go above it, so what passes it is a breach for all."""
+    rows = [r for r in config.max_amounts if r.covers(year) and r.law == law]
     if not rows:
         return None
-    band = config.buyer_bands.get(buyer) if buyer is not None else None
-    chosen = [r for r in rows if r.band == band] if band is not None else []
+    band = config.buyer_bands.get(buyer, config.default_band) if buyer is not None else config.default_band
+    chosen = [r for r in rows if r.band == band]
     return chosen[0] if chosen else max(rows, key=lambda r: r.band)
 
 
@@ -64,7 +65,8 @@ def direct_over_maximum(ocid: str, compiled: dict[str, Any], config: RulesConfig
             return _flag("MX-DIRECT-OVER-MAX", ocid, compiled, [
                 Evidence(f"/awards/{i}/value/amount", obj(award.get("value")).get("amount")),
                 Evidence("/tender/procurementMethod", method),
-            ], {"law": law, "year": row.year, "band": row.band, "maximum": limit, "kind": kind, "source": row.source},
+            ], {"law": law, "year": date.year, "band": row.band, "maximum": limit, "kind": kind, "source": row.source,
+                "status": row.status, "rationale": tender.get("procurementMethodRationale")},
                 party_ids(award.get("suppliers")))
     return None
 

@@ -17,7 +17,8 @@ class Rule:
     code: str
     spanish: str
     english: str
-    kind: str  # "process" (one compiled release), "history" (several processes), "population" (quartile fences)
+    kind: str  # "process" (one compiled release), "history" (several processes), "population" (quartile fences),
+    # "project" (one OC4IDS project)
     source: str
 
 
@@ -46,6 +47,9 @@ RULES: dict[str, Rule] = {r.code: r for r in (
          "process", "OCP red-flag guidance (dates out of order)"),
     Rule("MX-SIGNED-BEFORE-CLOSE", "Contrato firmado antes del cierre de la licitación",
          "Contract signed before the tender closed", "process", "OCP red-flag guidance (dates out of order)"),
+    Rule("PROJECT-COST-OVERRUN", "Sobrecosto del proyecto de infraestructura", "Infrastructure project cost overrun",
+         "project", "CoST Infrastructure Data Standard and OC4IDS (budget vs contract and final values); "
+         "threshold: LOPSRM art. 59 (25%)"),
     Rule("MX-LATE-PUBLICATION", "Publicación tardía", "Late publication", "process",
          "LGTAIP art. 62 (transparency obligations updated at least every three months); OCP guidance"),
 )}

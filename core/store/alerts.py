@@ -25,12 +25,15 @@ WATCHDOG_LOCK = 0x0CD5_0012  # held by a watchdog batch from its first read of a
 
 def _event(kind: str, alert_id: int, flag: dict[str, Any], base_url: str) -> dict[str, Any]:
     ocids = flag.get("ocids") or []
+    project = (flag.get("detail") or {}).get("project")
+    page = f"{base_url}/projects/{quote(project, safe='')}" if isinstance(project, str) else \
+        f"{base_url}/records/{quote(ocids[0], safe='')}" if ocids else None
     return {
         "kind": kind, "alert_id": alert_id, "rule": flag["rule"], "title": title(flag["rule"]), "key": flag["key"],
         "ocid": ocids[0] if ocids else None, "ocids": ocids, "buyer": flag.get("buyer"),
         "suppliers": flag.get("suppliers") or [], "evidence": flag.get("evidence") or [],
         "detail": flag.get("detail") or {},
-        "record_url": f"{base_url}/records/{quote(ocids[0], safe='')}" if ocids else None,
+        "record_url": page,
     }
 
 
@@ -86,27 +89,43 @@ def append_events(cur: Cursor, events: list[dict[str, Any]]) -> list[dict[str, A
 
 # -- history the rules keep ---------------------------------------------------------------------------
 
-def first_published(cur: Cursor, ocid: str, items: Iterable[str], date: str | None) -> dict[str, str]:
-    """When each item of ``ocid`` was first published: ``date`` for those of ``items`` not seen before (none are
-    recorded when the change has no date)."""
-    keys = list(dict.fromkeys(items))
-    if keys and date is not None:
-        cur.execute("INSERT INTO redflag_first_published (ocid, item, published) SELECT %s, unnest(%s::text[]), %s "
-                    "ON CONFLICT DO NOTHING", (ocid, keys, date))
-    cur.execute("SELECT item, published FROM redflag_first_published WHERE ocid = %s", (ocid,))
-    return dict(cur.fetchall())
+def projects_of(cur: Cursor, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The OC4IDS records, as last built, of those of ``ids`` that are projects."""
+    if not ids:
+        return {}
+    cur.execute("SELECT id, data FROM projects WHERE id = ANY(%s)", (list(ids),))
+    return {ident: orjson.loads(data) for ident, data in cur.fetchall()}
 
 
-def replace_direct_awards(cur: Cursor, ocid: str, awards: Sequence[DirectAward]) -> set[tuple[str, str]]:
-    """Store the process's direct awards instead of its previous ones; the (buyer, supplier) pairs either named."""
-    cur.execute("DELETE FROM redflag_direct_awards WHERE ocid = %s RETURNING buyer, supplier", (ocid,))
+def first_published(cur: Cursor, items: dict[str, tuple[list[str], str | None]]) -> dict[str, dict[str, str]]:
+    """When each item of each process was first published, for ``{ocid: (items, date)}``: ``date`` for those of
+    ``items`` not seen before (none are recorded when the change has no date). Two statements for the whole batch."""
+    rows = [(ocid, item, date) for ocid, (keys, date) in items.items() if date is not None
+            for item in dict.fromkeys(keys)]
+    if rows:
+        cur.execute("INSERT INTO redflag_first_published (ocid, item, published) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]) ON CONFLICT DO NOTHING",
+                    tuple(map(list, zip(*rows, strict=True))))
+    out: dict[str, dict[str, str]] = {ocid: {} for ocid in items}
+    cur.execute("SELECT ocid, item, published FROM redflag_first_published WHERE ocid = ANY(%s)", (list(items),))
+    for ocid, item, published in cur.fetchall():
+        out[ocid][item] = published
+    return out
+
+
+def replace_direct_awards(cur: Cursor, awards: dict[str, Sequence[DirectAward]]) -> set[tuple[str, str]]:
+    """Store each process's direct awards (``{ocid: awards}``) instead of its previous ones; the (buyer, supplier)
+    pairs either named."""
+    if not awards:
+        return set()
+    cur.execute("DELETE FROM redflag_direct_awards WHERE ocid = ANY(%s) RETURNING buyer, supplier", (list(awards),))
     pairs = {(b, s) for b, s in cur.fetchall()}
-    for a in awards:
+    rows = [(a.ocid, a.award, a.supplier, a.buyer, a.date, a.pointer, a.amount) for own in awards.values() for a in own]
+    if rows:
         cur.execute("INSERT INTO redflag_direct_awards (ocid, award, supplier, buyer, date, pointer, amount) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (a.ocid, a.award, a.supplier, a.buyer, a.date, a.pointer, a.amount))
-        pairs.add((a.buyer, a.supplier))
-    return pairs
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
+                    "%s::float8[]) ON CONFLICT DO NOTHING", tuple(map(list, zip(*rows, strict=True))))
+    return pairs | {(row[3], row[2]) for row in rows}
 
 
 def direct_awards_of(cur: Cursor, pairs: Iterable[tuple[str, str]]) -> list[DirectAward]:
@@ -119,16 +138,23 @@ def direct_awards_of(cur: Cursor, pairs: Iterable[tuple[str, str]]) -> list[Dire
     return [DirectAward(*row) for row in cur.fetchall()]
 
 
-def replace_bid_ratio(cur: Cursor, ocid: str, row: dict[str, Any] | None) -> set[str]:
-    """Store the process's R024/R058 ratio (or none); the currencies whose population changed."""
-    cur.execute("DELETE FROM redflag_bid_ratios WHERE ocid = %s RETURNING currency, ratio", (ocid,))
-    old = cur.fetchone()
-    if row is not None:
-        cur.execute("INSERT INTO redflag_bid_ratios (ocid, currency, ratio, detail) VALUES (%s, %s, %s, %s)",
-                    (ocid, row["currency"], row["ratio"], orjson.dumps(row).decode()))
-        if old is not None and old[0] == row["currency"] and old[1] == row["ratio"]:
-            return set()
-    return {c for c in (old[0] if old else None, row["currency"] if row else None) if c is not None}
+def replace_bid_ratios(cur: Cursor, ratios: dict[str, dict[str, Any] | None]) -> set[str]:
+    """Store each process's R024/R058 ratio (``{ocid: row or None}``); the currencies whose population changed."""
+    if not ratios:
+        return set()
+    cur.execute("DELETE FROM redflag_bid_ratios WHERE ocid = ANY(%s) RETURNING ocid, currency, ratio", (list(ratios),))
+    old = {ocid: (currency, ratio) for ocid, currency, ratio in cur.fetchall()}
+    rows = [(ocid, row["currency"], row["ratio"], orjson.dumps(row).decode()) for ocid, row in ratios.items() if row]
+    if rows:
+        cur.execute("INSERT INTO redflag_bid_ratios (ocid, currency, ratio, detail) "
+                    "SELECT * FROM unnest(%s::text[], %s::text[], %s::float8[], %s::text[])",
+                    tuple(map(list, zip(*rows, strict=True))))
+    changed = set()
+    for ocid, row in ratios.items():
+        before, now = old.get(ocid), (row["currency"], row["ratio"]) if row else None
+        if before != now:
+            changed |= {pair[0] for pair in (before, now) if pair is not None}
+    return changed
 
 
 def ratio_population(cur: Cursor, currency: str) -> tuple[int, Any]:
@@ -153,15 +179,21 @@ def ratios_outside(cur: Cursor, currency: str, lower: float,
     return [(ocid, low, orjson.loads(detail)) for ocid, low, detail in cur.fetchall()]
 
 
-def replace_bid_counts(cur: Cursor, ocid: str, counts: Sequence[tuple[str, str, int, int]]) -> bool:
-    """Store the process's R038 counts instead of its previous ones; whether anything changed."""
-    cur.execute("DELETE FROM redflag_bid_counts WHERE ocid = %s RETURNING kind, party, disqualified, submitted",
-                (ocid,))
-    old = sorted(cur.fetchall())
-    for kind, party, disqualified, submitted in counts:
-        cur.execute("INSERT INTO redflag_bid_counts VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                    (ocid, kind, party, disqualified, submitted))
-    return old != sorted(counts)
+def replace_bid_counts(cur: Cursor, counts: dict[str, Sequence[tuple[str, str, int, int]]]) -> bool:
+    """Store each process's R038 counts (``{ocid: [(kind, party, disqualified, submitted)]}``) instead of its
+    previous ones; whether anything changed."""
+    if not counts:
+        return False
+    cur.execute("DELETE FROM redflag_bid_counts WHERE ocid = ANY(%s) RETURNING ocid, kind, party, disqualified, "
+                "submitted", (list(counts),))
+    old: dict[str, list[tuple[str, str, int, int]]] = {}
+    for ocid, *row in cur.fetchall():
+        old.setdefault(ocid, []).append(tuple(row))
+    rows = [(ocid, *row) for ocid, own in counts.items() for row in dict.fromkeys(own)]
+    if rows:
+        cur.execute("INSERT INTO redflag_bid_counts SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], "
+                    "%s::int[], %s::int[]) ON CONFLICT DO NOTHING", tuple(map(list, zip(*rows, strict=True))))
+    return any(sorted(old.get(ocid, [])) != sorted(own) for ocid, own in counts.items())
 
 
 def disqualifying_processes(cur: Cursor, kind: str, party: str, limit: int = 50) -> list[tuple[str, int, int]]:
@@ -179,22 +211,24 @@ def bid_count_totals(cur: Cursor) -> list[tuple[str, str, int, int]]:
 
 # -- reads for the alerts feed and the pages ---------------------------------------------------------------
 
-FILTERS = ("rule", "buyer", "supplier", "ocid")
+FILTERS = ("rule", "buyer", "supplier", "ocid", "project")
+# project=: the project's own alerts (project rules) and those of the processes that belong to it now
+PROJECT_FILTER = "(ocids @> ARRAY[%s] OR ocids && ARRAY(SELECT ocid FROM project_members WHERE project_id = %s))"
 
 
 def events_page(conn: Any, after: int, limit: int, filters: dict[str, str], newest_first: bool = False,
                 upto: int | None = None) -> list[Any]:
     """Alert events after cursor ``after`` (and at most ``upto``) matching ``filters`` (rule, buyer, supplier,
-    ocid), oldest first (or the newest ``limit`` when ``newest_first``)."""
+    ocid, project), oldest first (or the newest ``limit`` when ``newest_first``)."""
     where, args = ["cursor > %s"], [after]  # type: list[str], list[Any]
     if upto is not None:
         where.append("cursor <= %s")
         args.append(upto)
     for name, column in (("rule", "rule = %s"), ("buyer", "buyer_id = %s"), ("supplier", "supplier_ids @> ARRAY[%s]"),
-                         ("ocid", "ocids @> ARRAY[%s]")):
+                         ("ocid", "ocids @> ARRAY[%s]"), ("project", PROJECT_FILTER)):
         if filters.get(name):
             where.append(column)
-            args.append(filters[name])
+            args += [filters[name]] * column.count("%s")
     order = "DESC" if newest_first else ""
     with conn.cursor() as cur:
         cur.execute(f"SELECT cursor, created_at, event FROM alert_events WHERE {' AND '.join(where)} "  # noqa: S608

@@ -191,3 +191,32 @@ def test_late_publication_keeps_the_first_publication_date(stack: tuple[Settings
     store.write([{**contract, "id": "2", "date": "2024-07-01T00:00:00Z", "tag": ["contractUpdate"],
                   "contracts": [{"id": "c1", "title": "Servicio"}]}])
     assert run(engine, messages(settings, after=1)) == []
+
+
+def test_a_project_over_budget_raises_an_alert_and_its_correction_withdraws_it(
+        stack: tuple[Settings, StoreWriter, Engine]) -> None:
+    """A ``project.updated`` change of a stored OC4IDS project whose contracts exceed its budget by more than 25%
+    raises PROJECT-COST-OVERRUN linking to the project page; the same change again writes nothing; the project
+    rebuilt under the threshold withdraws it."""
+    settings, _, engine = stack
+    pid = "oc4ids-test01-NAICM"
+
+    def store(contracted: float) -> None:
+        data = {"id": pid, "budget": {"amount": {"amount": 1000.0, "currency": "MXN"}},
+                "contractingProcesses": [{"id": "ocds-1", "summary": {
+                    "contractValue": {"amount": contracted, "currency": "MXN"}}}]}
+        with engine.conn.cursor() as cur:
+            cur.execute("INSERT INTO projects (id, publisher, local_id, data, digest, seq) VALUES (%s, 'bulk', "
+                        "'NAICM', %s, '', 1) ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data",
+                        (pid, orjson.dumps(data).decode()))
+        engine.conn.commit()
+
+    store(1300.0)
+    raised = engine.process([Message(0, 0, pid)])
+    assert [(e["kind"], e["rule"], e["key"]) for e in raised] == [("alert.raised", "PROJECT-COST-OVERRUN", pid)]
+    assert raised[0]["record_url"] == f"{settings.base_url}/projects/{pid}"
+    assert raised[0]["evidence"][1]["pointer"] == "/contractingProcesses/0/summary/contractValue/amount"
+    assert engine.process([Message(0, 1, pid)]) == []
+    store(1250.0)
+    withdrawn = engine.process([Message(0, 2, pid)])
+    assert [(e["kind"], e["key"]) for e in withdrawn] == [("alert.withdrawn", pid)]

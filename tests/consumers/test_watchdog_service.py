@@ -24,12 +24,13 @@ from tests.support.watchdog import (
     expected_alerts,
     raised_counts,
     rules_for_tests,
+    rules_text,
     simulated,
 )
 
 pytestmark = pytest.mark.integration
 
-RULES = "[rules]\nrepeated_min_awards = 2\nlate_publication_days = 1e9\nmin_population = 5\n"
+RULES = rules_text()
 
 
 def consumed(settings: Settings) -> tuple[int, int]:

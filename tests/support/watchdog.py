@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import tomllib
 from collections import Counter
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import psycopg2
 
 from core.profiles import CompilerSource
 from core.redflags import mexico
-from core.redflags.config import RulesConfig, load_config
+from core.redflags.config import RulesConfig, parse_config
 from core.redflags.rules import process_flags
 from core.settings import Settings
 from core.store import reader
@@ -21,11 +22,20 @@ from producers.simulator import simulate
 REPO = Path(__file__).resolve().parent.parent.parent
 # The shipped rules, with repeated direct awards at 2 (the simulator plants pairs) and no late publication (its
 # first-publication dates depend on how changes were batched, so no fixed expectation exists for it).
+TEST_SETTINGS = {"repeated_min_awards": "2", "late_publication_days": "1e9", "min_population": "5"}
+
+
+def rules_text() -> str:
+    """The shipped rules file (its table of maximum amounts included) with the test settings above."""
+    text = (REPO / "config" / "redflags.toml").read_text(encoding="utf-8")
+    for name, value in TEST_SETTINGS.items():
+        text, found = re.subn(rf"^{name} = [^#\n]*", f"{name} = {value} ", text, count=1, flags=re.M)
+        assert found == 1, f"config/redflags.toml has no {name} line"
+    return text
 
 
 def rules_for_tests() -> RulesConfig:
-    return replace(load_config(REPO / "config" / "redflags.toml"), repeated_min_awards=2, late_publication_days=1e9,
-                   min_population=5)
+    return parse_config(tomllib.loads(rules_text()))
 
 
 def simulated(processes: int, seed: int = 11) -> list[dict[str, Any]]:

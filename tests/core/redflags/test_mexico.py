@@ -3,6 +3,7 @@ and its evidence points at the right fields; the rules file is read strictly."""
 
 from __future__ import annotations
 
+import itertools
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -10,10 +11,14 @@ from typing import Any
 
 import pytest
 
+from consumers.redflags_batch import compile_all
 from core.exceptions import ConfigurationError
+from core.merge import RecordMerger
 from core.redflags import mexico
 from core.redflags.config import MaxAmount, RulesConfig, load_config, parse_config
 from core.redflags.rules import RULES, process_flags
+from core.schema import OcdsSchema
+from producers.simulator import simulate
 
 REPO = Path(__file__).resolve().parents[3]
 TABLE = (MaxAmount(2024, "LAASSP", 1, 300_000, 1_000_000, "test row"),
@@ -45,6 +50,55 @@ def test_direct_award_uses_the_buyers_band_the_year_and_the_invitation_column() 
     assert mexico.direct_over_maximum("ocds-1", direct(900_000, "selective"), banded) is None
     assert mexico.direct_over_maximum("ocds-1", direct(9e9, date="2019-01-01T00:00:00Z"), CONFIG) is None
     assert mexico.direct_over_maximum("ocds-1", direct(9e9, method="open"), CONFIG) is None
+
+
+SHIPPED = load_config(REPO / "config" / "redflags.toml")
+
+
+def test_the_shipped_table_covers_2017_on_for_both_laws_and_every_row_says_its_status() -> None:
+    """Every year from 2017 has a row per law and band (12 bands), each with its status and source; maximums grow
+    with the band, and invitations allow more than direct awards."""
+    for year in range(2017, 2027):
+        for law in ("LAASSP", "LOPSRM"):
+            rows = sorted((r for r in SHIPPED.max_amounts if r.covers(year) and r.law == law), key=lambda r: r.band)
+            assert [r.band for r in rows] == list(range(1, 13))
+            assert all(r.status in ("verified", "unverified") and r.source for r in rows)
+            assert all(a.direct < b.direct and a.invitation < b.invitation for a, b in itertools.pairwise(rows))
+            assert all(r.direct < r.invitation for r in rows)
+
+
+def test_the_shipped_table_fires_above_the_buyers_band_and_stays_quiet_at_its_maximum() -> None:
+    """With the shipped table: an unbanded buyer is held to the largest band; a buyer given band 1 (in
+    ``buyer_bands``, or by ``default_band``) to band 1; works use LOPSRM; the alert names the row's status."""
+    top = mexico.legal_maximum(SHIPPED, 2020, "LAASSP", "UC-1")
+    assert top is not None and top.band == 12
+    release = direct(top.direct + 0.01, date="2020-03-01T00:00:00-06:00")
+    flag = mexico.direct_over_maximum("ocds-1", release, SHIPPED)
+    assert flag is not None and flag.detail["maximum"] == top.direct and flag.detail["status"] == "unverified"
+    assert flag.detail["year"] == 2020 and flag.evidence[0].pointer == "/awards/0/value/amount"
+    assert mexico.direct_over_maximum("ocds-1", direct(top.direct, date="2020-03-01T00:00:00-06:00"), SHIPPED) is None
+    small = mexico.legal_maximum(SHIPPED, 2020, "LAASSP", None)
+    band1 = [r for r in SHIPPED.max_amounts if r.covers(2020) and r.law == "LAASSP" and r.band == 1][0]
+    for config in (replace(SHIPPED, buyer_bands={"UC-1": 1}), replace(SHIPPED, default_band=1)):
+        assert mexico.direct_over_maximum("ocds-1", direct(band1.direct + 1, date="2020-03-01T00:00:00Z"),
+                                          config) is not None
+        assert mexico.direct_over_maximum("ocds-1", direct(band1.direct, date="2020-03-01T00:00:00Z"), config) is None
+    assert small == top  # no buyer: the default band (0: the largest)
+    works = direct(top.direct + 1, date="2020-03-01T00:00:00Z")
+    works["tender"]["mainProcurementCategory"] = "works"
+    assert mexico.direct_over_maximum("ocds-1", works, SHIPPED) is None  # LOPSRM's maximum is higher
+    works_top = mexico.legal_maximum(SHIPPED, 2020, "LOPSRM", "UC-1")
+    assert works_top is not None and works_top.direct > top.direct
+
+
+def test_the_simulator_makes_direct_awards_above_the_shipped_maximum(schema: OcdsSchema) -> None:
+    """Some simulated direct awards exceed the shipped table's largest band, so the demo shows the rule; most do
+    not."""
+    compiled, _, _ = compile_all((r.release for r in simulate(seed=3, processes=600)),
+                                 RecordMerger(schema, versioned=False))
+    fired = [o for o, c in compiled.items() if mexico.direct_over_maximum(o, c, SHIPPED) is not None]
+    directs = [o for o, c in compiled.items() if c.get("tender", {}).get("procurementMethod") == "direct"]
+    assert 0 < len(fired) < len(directs) / 2
 
 
 def contract(award: float, value: float, signed: str = "2024-05-10T00:00:00Z", awarded: str = "2024-05-01T00:00:00Z",
@@ -108,7 +162,7 @@ def test_repeated_direct_awards_within_the_window_form_one_run() -> None:
 def test_the_shipped_rules_file_parses_and_names_every_rule_in_the_docs() -> None:
     """config/redflags.toml reads into the defaults, and docs/redflags.md lists every rule code with its source."""
     config = load_config(REPO / "config" / "redflags.toml")
-    assert replace(config, max_amounts=()) == RulesConfig()
+    assert replace(config, max_amounts=()) == RulesConfig() and len(config.max_amounts) == 24
     docs = (REPO / "docs" / "redflags.md").read_text(encoding="utf-8")
     assert all(f"`{code}`" in docs for code in RULES)
 
