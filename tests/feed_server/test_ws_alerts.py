@@ -153,8 +153,8 @@ def test_project_filter_selects_the_projects_alerts_and_its_processes(server: Se
     pid = "oc4ids-test01-P1"
     conn = psycopg2.connect(server.database_url)
     with conn.cursor() as cur:
-        cur.executemany("INSERT INTO project_members (ocid, project_id, publisher, compiled, releases) "
-                        "VALUES (%s, %s, 'bulk', '{}', '[]')", [("ocds-a-7", pid), ("ocds-a-8", pid)])
+        cur.executemany("INSERT INTO project_members (ocid, project_id, publisher) VALUES (%s, %s, 'bulk')",
+                        [("ocds-a-7", pid), ("ocds-a-8", pid)])
         flag = Flag("PROJECT-COST-OVERRUN", pid, pid, (pid,), (Evidence("/budget/amount/amount", 1),), {"project": pid})
         alerts.append_events(cur, alerts.sync(cur, ["PROJECT-COST-OVERRUN"], [pid], [flag], server.base_url))
     conn.commit()
