@@ -5,9 +5,10 @@ the benchmark over a pipe. A client is a minimal RFC 6455 client written for the
 library's: it sends the opening handshake, reads the server's unmasked frames straight out of the
 receive buffer, answers pings and closes, and for each ``change`` / ``changes`` message only finds the
 release ids (``bytes.find``, no JSON parsing, no copy of the message) and notes them with the receipt
-time (one clock reading per read from the socket). A ``websockets`` client cost ~70 us of CPU per
-message, most of it parsing frames in Python and a regular expression over each ~30 KB message; this
-one costs a fraction of that (bench/feeds.py prints the subscriber processes' CPU per message).
+time (one clock reading per read from the socket). A ``websockets`` client cost ~68 us of CPU per
+message of ~11 changes, most of it parsing frames in Python, a regular expression over each ~27 KB
+message and a tuple per change; this one cost 14-32 us per message at 20 releases/s (bench/feeds.py
+prints the subscriber processes' CPU per message in its ``clients us/msg`` column).
 
 Connections come from 127.0.0.1-127.0.0.16 in turn, so that tens of thousands of them never run short
 of ephemeral ports towards one server port.
