@@ -2,13 +2,14 @@
 
     .venv/bin/python bench/feeds.py [--subscribers 1000] [--rate 200] [--seconds 15]
                                     [--hold 2000,5000,10000] [--hold-rate 20] [--hold-seconds 10]
-                                    [--batch 100] [--paths old,new] [--keep-going] [--clients 4]
+                                    [--batch 100] [--paths old,new,new2] [--keep-going] [--clients 4]
                                     [--warm 3000] [--http-seconds 10] [--concurrency 16]
 
-On an isolated stack (a fresh database and topics of its own) one ``ocds-live process`` worker and two
+On an isolated stack (a fresh database and topics of its own) one ``ocds-live process`` worker and three
 feed servers run as child processes: ``ocds-live serve`` (the **new** path: websockets' own connection
-and the fan-out, feed_server/wsserver.py) and ``ocds-live serve --websocket asgi`` (the **old** path:
-the websocket through uvicorn's ASGI interface, one send per subscriber), both with
+and the fan-out, feed_server/wsserver.py), ``ocds-live serve --websocket asgi`` (the **old** path:
+the websocket through uvicorn's ASGI interface, one send per subscriber) and ``ocds-live serve
+--workers 2`` (**new2**: the new path on two processes sharing the port, issue 14's scale-out), all with
 ``OCDS_LIVE_WS_MAX_PER_CLIENT`` and ``OCDS_LIVE_READ_RATE_LIMIT`` raised, since every subscriber comes
 from 127.0.0.1. The store is warmed with ``--warm`` simulated releases first. Then:
 
@@ -17,12 +18,16 @@ from 127.0.0.1. The store is warmed with ``--warm`` simulated releases first. Th
 2. **the bare floor** (bench/feeds_bare.py): the same subscribers on a plain ``websockets`` server that
    replays the new path's latency step (the changes that became visible together, at the same pace)
    with ``broadcast()``, its frames encoded before the clock starts; its CPU per message received is
-   the floor the new path's is compared with;
+   the floor the new path's is compared with. It replays twice: with the rest of the stack idle, and
+   while releases go through the worker at ``--rate``/s as during the new path's step (the same
+   conditions: on 2 shared cores a busy worker, PostgreSQL and Kafka make every process's CPU per unit
+   of work dearer, so only this replay compares like with like);
 3. **hold steps**: at ``--hold-rate``/s, ``--hold`` subscribers (added, never dropped) on the old path,
-   then on the new one; each path stops at its first step whose p99 passes 1 s (``--keep-going``: not).
+   then on the new one, then twice as many on new2 (so that one server's p99 at N stands beside two
+   servers' at 2N); each path stops at its first step whose p99 passes 1 s (``--keep-going``: not).
 
-Subscribers are spread over ``--clients`` processes, each one asyncio loop of ``websockets`` clients,
-and every change each one receives is timed:
+Subscribers are spread over ``--clients`` processes, each one asyncio loop of minimal websocket clients
+(bench/feeds_client.py, which says what they cost), and every change each one receives is timed:
 
 - **load -> receipt**: receipt time minus the send time (the ``produced-at`` header, taken in the sender);
 - **commit -> receipt**: receipt time minus the moment the change became visible in the store (this
@@ -31,8 +36,8 @@ and every change each one receives is timed:
 
 Subscribers ask for batches (``batch=--batch``: the changes ready at each step of the server's hub
 come as one ``changes`` message, all its changes timed with one receipt time). The clients are load,
-not subject: to leave the cores to the server they pick the release ids out of ``change`` and
-``changes`` messages with a regular expression instead of parsing ~5 KB events in full.
+not subject: to leave the cores to the server they read frames in place and pick the release ids out
+of ``change`` and ``changes`` messages with ``bytes.find`` instead of parsing ~5 KB events in full.
 
 All processes share one clock (``time.time()``). The mix of filters: 10% none, 30% one buyer, 20% one
 procurement method, 20% a kind or kind prefix, 20% a minimum amount. The mix of details follows who
@@ -42,7 +47,7 @@ subscribers gone, ``--concurrency`` concurrent httpx clients request ``/feeds/ch
 ``/api/records/{ocid}`` and ``/api/changes?after=`` of the new path's server for ``--http-seconds``
 each. Everything shares this machine's cores, the subscriber and HTTP clients included: the CPU columns
 say who used them, and ``server us/delivery`` is the server's CPU time divided by the changes delivered
-(``per msg``: by the messages received).
+(``per msg``: by the messages received; ``clients us/msg``: the subscriber processes' CPU per message).
 """
 
 from __future__ import annotations
@@ -54,14 +59,13 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import random
-import re
 import resource
 import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -87,133 +91,24 @@ from bench._common import (  # noqa: E402
     service_pids,
     wait_http,
 )
+from bench.feeds_client import subscriber_process  # noqa: E402
 from core.settings import Settings  # noqa: E402
 
 PUBLISHER = "simulator"
-# a change event's release id (OCDS itself has no "release_id" field, so only the events' own match)
-RELEASE_ID = re.compile(rb'"release_id":"([^"\\]*)"')
 LIMIT_P99 = 1.0  # seconds: stop adding subscribers once p99 passes this
+PATHS = ("old", "new", "new2")  # ASGI, fan-out, fan-out on two processes sharing the port (serve --workers 2)
+
+
+def family(pid: int) -> list[int]:
+    """A process and its children (``serve --workers 2`` runs two server processes under a parent)."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        return [pid, *(child.pid for child in psutil.Process(pid).children(recursive=True))]
+    return [pid]
 
 
 # --- subscriber processes -------------------------------------------------------------------------------
-
-
-class Subscribers:
-    """The websocket clients of one subscriber process, driven by commands from the parent."""
-
-    def __init__(self) -> None:
-        self.url = ""
-        self.tasks: list[asyncio.Task[None]] = []
-        self.received: list[tuple[bytes, float]] = []  # release id, receipt time
-        self.messages = 0  # change or changes messages received while recording
-        self.bytes: Counter[str] = Counter()  # detail -> bytes of change / changes messages received
-        self.deliveries: Counter[str] = Counter()  # detail -> changes received
-        self.recording = False
-        self.closes: Counter[str] = Counter()
-        self.connected = 0
-
-    def _record(self, message: bytes, now: float, detail: str) -> None:
-        if message.startswith(b'{"type":"change'):  # change or changes: only the release ids are needed
-            self.messages += 1
-            found = RELEASE_ID.findall(message)
-            self.received += [(release_id, now) for release_id in found]
-            self.bytes[detail] += len(message)
-            self.deliveries[detail] += len(found)
-        else:
-            data = orjson.loads(message)
-            if data.get("type") == "error":
-                self.closes[f"error {data.get('code')}"] += 1
-
-    async def _one(self, query: str, ready: asyncio.Future[bool]) -> None:
-        from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
-
-        detail = parse_qs(query).get("detail", ["summary"])[0]
-        try:
-            async with connect(f"{self.url}?{query}", compression=None, open_timeout=120, ping_interval=None,
-                               max_queue=None, max_size=None, close_timeout=2) as ws:
-                with contextlib.suppress(ConnectionClosed):
-                    while True:
-                        message = await ws.recv(decode=False)  # bytes: orjson parses them without a str copy
-                        now = time.time()
-                        if self.recording:
-                            self._record(message, now, detail)
-                        elif not ready.done() and orjson.loads(message).get("type") in ("subscribed", "caught_up"):
-                            self.connected += 1
-                            ready.set_result(True)
-                self.closes[f"closed {ws.close_code}"] += 1
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - count it, the benchmark reports it
-            self.closes[type(exc).__name__] += 1
-        finally:
-            if not ready.done():
-                ready.set_result(False)
-
-    async def connect(self, queries: list[str], parallel: int = 64) -> int:
-        """Open one connection per query (at most ``parallel`` handshakes at once); how many failed."""
-        failed = 0
-        for start in range(0, len(queries), parallel):
-            readies = []
-            for query in queries[start:start + parallel]:
-                ready: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-                self.tasks.append(asyncio.create_task(self._one(query, ready)))
-                readies.append(ready)
-            failed += sum(not ok for ok in await asyncio.gather(*readies))
-        return failed
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        self.tasks.clear()
-        self.connected = 0
-
-
-async def _subscriber_loop(pipe: Connection) -> None:
-    subs = Subscribers()
-    loop = asyncio.get_running_loop()
-    while True:
-        command, arg = await loop.run_in_executor(None, pipe.recv)
-        if command == "connect":
-            subs.url, queries = arg
-            failed = await subs.connect(queries)
-            pipe.send({"failed": failed, "connected": subs.connected})
-        elif command == "start":
-            subs.received.clear()
-            subs.closes.clear()
-            subs.messages = 0
-            subs.bytes.clear()
-            subs.deliveries.clear()
-            subs.recording = True
-            pipe.send({})
-        elif command == "stop":
-            subs.recording = False
-            times: dict[str, list[float]] = orjson.loads(Path(arg).read_bytes()) if arg else {}
-            total, feed = array.array("d"), array.array("d")
-            unknown = 0
-            for release_id, at in subs.received:
-                known = times.get(release_id.decode())
-                if known is None:
-                    unknown += 1
-                    continue
-                total.append(at - known[0])
-                feed.append(at - known[1])
-            pipe.send({"total": total.tobytes(), "feed": feed.tobytes(), "unknown": unknown,
-                       "closes": dict(subs.closes), "messages": subs.messages, "bytes": dict(subs.bytes),
-                       "by_detail": dict(subs.deliveries)})
-        elif command in ("drop", "close"):
-            await subs.close()
-            pipe.send({})
-            if command == "close":
-                return
-
-
-def subscriber_process(pipe: Connection) -> None:
-    """Entry point of one subscriber process."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    asyncio.run(_subscriber_loop(pipe))
 
 
 def filter_queries(count: int, offset: int, buyers: list[str], rng: random.Random, batch: int) -> list[str]:
@@ -390,6 +285,11 @@ class Step:
         return " ".join(f"{d} {n / total:.0%}" for d, n in sorted(self.details.items())) if total else "-"
 
     @property
+    def clients_us(self) -> float:
+        """The subscriber processes' CPU microseconds per message they received."""
+        return self.cpu["subscriber clients"] * self.wall * 1e6 / max(1, self.messages)
+
+    @property
     def server_us(self) -> tuple[float, float]:
         """The server's CPU microseconds per change delivered, and per message sent."""
         busy = self.cpu["server"] * self.wall * 1e6
@@ -440,7 +340,7 @@ def run_step(settings: Settings, pipes: list[Connection], lines: Iterator[bytes]
     changes = len([r for r in sent if r in watch.visible])
     commit = [watch.visible[r] - t for r, t in sent.items() if r in watch.visible]
     step = Step(subscribers, len(sent), changes, len(total), total, feed, closes, cpu,
-                peak_rss_mb(pids["server"][0]), failed, batch, messages, len(total) + unknown, wall, commit,
+                max(map(peak_rss_mb, pids["server"])), failed, batch, messages, len(total) + unknown, wall, commit,
                 sizes, by_detail, Counter(details), watch.polls)
     return step, consumed
 
@@ -496,6 +396,7 @@ class Planned:
 
 @dataclass
 class Bare:
+    busy: bool  # replayed while the worker processed releases at the step's rate (as during the new path's step)
     subscribers: int
     messages: int  # received by the subscribers
     deliveries: int
@@ -508,8 +409,10 @@ class Bare:
 
 
 def run_bare(ctx: Any, pipes: list[Connection], queries: list[str], settings: Settings,
-             polls: list[tuple[float, list[int]]]) -> Bare:
-    """Replay the polls' changes to ``queries`` through a bare ``websockets.broadcast`` server."""
+             polls: list[tuple[float, list[int]]], busy: Callable[[], None]) -> list[Bare]:
+    """Replay the polls' changes to ``queries`` through a bare ``websockets.broadcast`` server, twice: with the
+    rest of the stack idle, then while ``busy`` runs in a thread (releases sent through the worker at the
+    step's rate, so that the machine is as busy as during the new path's step: the fair comparison)."""
     from bench.feeds_bare import bare_process
 
     port = free_port()
@@ -522,20 +425,28 @@ def run_bare(ctx: Any, pipes: list[Connection], queries: list[str], settings: Se
             pipe.send(("connect", (f"ws://127.0.0.1:{port}/ws/changes", queries[i::len(pipes)])))
         failed = sum(pipe.recv()["failed"] for pipe in pipes)
         print(f"{len(queries):,} subscribers connected to the bare broadcast server ({failed} failed)", flush=True)
-        for pipe in pipes:
-            pipe.send(("start", None))
-        for pipe in pipes:
-            pipe.recv()
-        first = polls[0][0]
-        ours.send(("replay", [(at - first, cursors) for at, cursors in polls]))
-        result = ours.recv()
-        messages = deliveries = 0
-        for pipe in pipes:
-            pipe.send(("stop", None))
-        for pipe in pipes:
-            answer = pipe.recv()
-            messages += answer["messages"]
-            deliveries += answer["unknown"]  # every release id is "unknown" without a times file
+        results = []
+        for loaded in (False, True):
+            for pipe in pipes:
+                pipe.send(("start", None))
+            for pipe in pipes:
+                pipe.recv()
+            first = polls[0][0]
+            background = threading.Thread(target=busy, name="bench-busy") if loaded else None
+            if background is not None:
+                background.start()
+            ours.send(("replay", [(at - first, cursors) for at, cursors in polls]))
+            result = ours.recv()
+            if background is not None:
+                background.join()
+            messages = deliveries = 0
+            for pipe in pipes:
+                pipe.send(("stop", None))
+            for pipe in pipes:
+                answer = pipe.recv()
+                messages += answer["messages"]
+                deliveries += answer["unknown"]  # every release id is "unknown" without a times file
+            results.append(Bare(loaded, len(queries), messages, deliveries, result["cpu"], result["wall"]))
         for pipe in pipes:
             pipe.send(("drop", None))
         for pipe in pipes:
@@ -546,7 +457,7 @@ def run_bare(ctx: Any, pipes: list[Connection], queries: list[str], settings: Se
         child.join(5)
         if child.is_alive():
             child.kill()
-    return Bare(len(queries), messages, deliveries, result["cpu"], result["wall"])
+    return results
 
 
 def main() -> int:
@@ -561,7 +472,9 @@ def main() -> int:
     parser.add_argument("--hold-seconds", type=float, default=10.0, help="sending time of a hold step")
     parser.add_argument("--batch", type=int, default=100,
                         help="changes per message the subscribers ask for (0: one message per change)")
-    parser.add_argument("--paths", default="old,new", help="which websocket paths to run: old (ASGI), new (fan-out)")
+    parser.add_argument("--paths", default="old,new,new2",
+                        help="which websocket paths to run: old (ASGI), new (fan-out), new2 (hold steps only: the "
+                             "fan-out on `serve --workers 2`, two processes sharing the port, with twice each --hold)")
     parser.add_argument("--keep-going", action="store_true", help="run every hold step, even after p99 passed 1 s")
     parser.add_argument("--clients", type=int, default=4, help="subscriber processes")
     parser.add_argument("--warm", type=int, default=3000, help="releases in the store before the first step")
@@ -569,18 +482,19 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
-    paths = [p for p in ("old", "new") if p in args.paths.split(",")]
+    paths = [p for p in PATHS if p in args.paths.split(",")]
     holds = sorted(int(n) for n in args.hold.split(",") if n.strip() and int(n) > 0)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the server child inherits it
     if max([args.subscribers, *holds]) + 1000 > hard:
         print(f"note: the open-files limit is {hard}; {max(holds):,} subscribers may not fit")
     settings = base_settings()
-    ports = {"new": free_port(), "old": free_port()}
+    ports = {path: free_port() for path in PATHS}
     env = {"OCDS_LIVE_WS_MAX_PER_CLIENT": "1000000", "OCDS_LIVE_READ_RATE_LIMIT": "1000000"}
-    plan = [Planned(path, args.subscribers, args.rate, args.seconds, False) for path in paths]
-    plan += [Planned(path, n, args.hold_rate, args.hold_seconds, True) for path in paths for n in holds]
-    needed = args.warm + int(sum(p.rate * p.seconds for p in plan)) + 1000
+    plan = [Planned(path, args.subscribers, args.rate, args.seconds, False) for path in paths if path != "new2"]
+    plan += [Planned(path, n * (2 if path == "new2" else 1), args.hold_rate, args.hold_seconds, True)
+             for path in paths for n in holds]
+    needed = args.warm + int(sum(p.rate * p.seconds for p in plan) + args.rate * args.seconds) + 1000  # + the bare
 
     with tempfile.TemporaryDirectory(dir=args.workdir, prefix="ocds-bench-") as tmp:
         folder = Path(tmp)
@@ -590,18 +504,19 @@ def main() -> int:
         with fresh_stack(settings, port=ports["new"]) as stack, jsonl.open("rb") as f:
             lines = (line.rstrip(b"\n") for line in f)
             worker = Process(stack, "process", log=folder / "worker.log")
-            servers = {"new": Process(stack, "serve", log=folder / "server-new.log", **env),
-                       "old": Process(stack, "serve", "--websocket", "asgi", "--port", str(ports["old"]),
-                                      log=folder / "server-old.log", **env)}
+            commands = {"new": [], "old": ["--websocket", "asgi"], "new2": ["--workers", "2"]}
+            servers = {path: Process(stack, "serve", *commands[path], "--port", str(ports[path]),
+                                     log=folder / f"server-{path}.log", **env)
+                       for path in PATHS if path in paths or path == "new"}  # new: also the HTTP measurements
             ctx = mp.get_context("spawn")
             pipes: list[Connection] = []
             children: list[Any] = []
             results: list[Step] = []
-            bare: Bare | None = None
+            bare: list[Bare] = []
             http: list[tuple[str, int, float, Counter[str], list[float], float, float]] = []
             try:
-                for port in ports.values():
-                    wait_http(f"http://127.0.0.1:{port}/healthz")
+                for path in servers:
+                    wait_http(f"http://127.0.0.1:{ports[path]}/healthz")
                 send(stack, lines, args.warm, 5000.0)
                 wait_consumed(stack, args.warm)
                 buyers, ocids, head = store_sample(stack)
@@ -643,8 +558,9 @@ def main() -> int:
                     connected = planned.subscribers
                     print(f"{planned.path} path: {connected:,} subscribers connected in {time.time() - t0:.1f}s "
                           f"({failed} failed); {planned.rate:g} releases/s for {planned.seconds:g}s", flush=True)
-                    pids = {"worker": [worker.pid], "server": [servers[planned.path].pid],
-                            "idle server": [servers["old" if planned.path == "new" else "new"].pid],
+                    pids = {"worker": [worker.pid], "server": family(servers[planned.path].pid),
+                            "idle server": [p for path, proc in servers.items() if path != planned.path
+                                            for p in family(proc.pid)],
                             "subscriber clients": [c.pid for c in children]}
                     step, consumed = run_step(stack, pipes, lines, connected, planned.rate, planned.seconds, folder,
                                               pids, consumed, failed, args.batch, details)
@@ -665,9 +581,15 @@ def main() -> int:
                         for pipe in pipes:
                             pipe.recv()
                         previous = None
-                        bare = run_bare(ctx, pipes, queries, stack, step.polls)
-                        print(f"bare broadcast: {bare.messages:,} messages, {bare.us_per_message:.1f} us/message",
-                              flush=True)
+                        def busy() -> None:
+                            nonlocal consumed
+                            consumed += len(send(stack, lines, int(args.rate * args.seconds), args.rate))
+                            wait_consumed(stack, consumed)
+
+                        bare = run_bare(ctx, pipes, queries, stack, step.polls, busy)
+                        print("bare broadcast: " + ", ".join(f"{b.messages:,} messages, {b.us_per_message:.1f} "
+                                                             f"us/message (pipeline {'busy' if b.busy else 'idle'})"
+                                                             for b in bare), flush=True)
                 for pipe in pipes:
                     pipe.send(("close", None))
                 for pipe in pipes:
@@ -708,19 +630,20 @@ def main() -> int:
     return 0
 
 
-def report(args: argparse.Namespace, results: list[Step], bare: Bare | None, sizes: tuple[int, dict[str, float]],
+def report(args: argparse.Namespace, results: list[Step], bare: list[Bare], sizes: tuple[int, dict[str, float]],
            http: list[tuple[str, int, float, Counter[str], list[float], float, float]],
            server_rss: dict[str, float]) -> None:
     print()
     print(f"websocket: load -> receipt by subscribers, mixed filters, batch={args.batch or 'unbatched'}, "
-          f"{args.clients} subscriber processes, one run; old = ASGI path (serve --websocket asgi), new = fan-out; "
+          f"{args.clients} subscriber processes, one run; old = ASGI path (serve --websocket asgi), new = fan-out, "
+          f"new2 = fan-out on two processes sharing the port (serve --workers 2; server columns: both); "
           f"{load_note()} at the end")
     header = (f"{'path':>4} {'rate/s':>6} {'subscribers':>11} {'details':>21} {'secs':>4} {'sent':>6} {'changes':>7} "
               f"{'deliveries':>10} {'per sub':>7} {'messages':>9} {'B/delivery':>10} | "
               f"{'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} | {'load->commit p99':>16} | "
               f"{'commit->receipt p99':>19} | {'cores: machine':>14} {'worker':>6} {'server':>6} "
               f"{'clients':>7} {'pg+kafka':>8} | {'server us/delivery':>18} {'per msg':>7} "
-              f"{'server RSS MB':>13}  closes")
+              f"{'server RSS MB':>13} {'clients us/msg':>14}  closes")
     print(header)
     print("-" * len(header))
     for s in results:
@@ -734,12 +657,12 @@ def report(args: argparse.Namespace, results: list[Step], bare: Bare | None, siz
               f" | {percentile(s.commit, 0.99) * 1e3:>16.0f} | {percentile(s.feed, 0.99) * 1e3:>19.0f} | "
               f"{s.cpu['machine']:>14.2f} {s.cpu['worker']:>6.2f} {s.cpu['server']:>6.2f} "
               f"{s.cpu['subscriber clients']:>7.2f} {s.cpu['postgres + kafka']:>8.2f} | "
-              f"{per_change:>18.1f} {per_message:>7.1f} {s.server_rss:>13,.0f}  {closes}")
-    if bare is not None:
+              f"{per_change:>18.1f} {per_message:>7.1f} {s.server_rss:>13,.0f} {s.clients_us:>14.1f}  {closes}")
+    for b in bare:
         print(f"bare websockets.broadcast loop, the new path's {args.rate:g}/s step replayed (same changes, steps, "
-              f"groups and frames) to {bare.subscribers:,} subscribers: {bare.messages:,} messages, "
-              f"{bare.deliveries:,} deliveries, {bare.cpu / bare.wall:.2f} cores, "
-              f"{bare.us_per_message:.1f} us/message")
+              f"groups and frames) to {b.subscribers:,} subscribers, with the worker "
+              f"{'processing releases at the same rate' if b.busy else 'idle'}: {b.messages:,} messages, "
+              f"{b.deliveries:,} deliveries, {b.cpu / b.wall:.2f} cores, {b.us_per_message:.1f} us/message")
     events, average = sizes
     if events:
         print(f"change events of the run ({events:,}), encoded as the server sends them: "
@@ -748,15 +671,20 @@ def report(args: argparse.Namespace, results: list[Step], bare: Bare | None, siz
     print()
     print("what issue 15 asks, from the rows above:")
     latency = {s.path: s for s in results if s.rate == args.rate and s.subscribers == args.subscribers}
-    if "new" in latency and bare is not None:
+    if "new" in latency:
         new_us = latency["new"].server_us[1]
-        print(f"- server CPU per delivered message, new path / bare broadcast: {new_us:.1f} / "
-              f"{bare.us_per_message:.1f} us = {new_us / bare.us_per_message:.2f}x (target <= 1.5x)")
+        for b in sorted(bare, key=lambda b: not b.busy):
+            print(f"- server CPU per delivered message, new path / bare broadcast "
+                  f"({'both while the worker processes releases' if b.busy else 'bare with the worker idle'}): "
+                  f"{new_us:.1f} / {b.us_per_message:.1f} us = {new_us / b.us_per_message:.2f}x (target <= 1.5x)")
     if "new" in latency and "old" in latency:
         old99, new99 = (percentile(latency[p].total, 0.99) for p in ("old", "new"))
-        print(f"- p99 at {args.subscribers:,} subscribers, {args.rate:g} releases/s: old {old99 * 1e3:.0f} ms, new "
-              f"{new99 * 1e3:.0f} ms = {new99 / old99:.2f}x of old (target <= 0.5x)")
-    for path in ("old", "new"):
+        print(f"- p99 at {args.subscribers:,} subscribers, {args.rate:g} releases/s, load -> receipt: old "
+              f"{old99 * 1e3:.0f} ms, new {new99 * 1e3:.0f} ms = {new99 / old99:.2f}x of old (target <= 0.5x)")
+        old99, new99 = (percentile(latency[p].feed, 0.99) for p in ("old", "new"))
+        print(f"  commit -> receipt (the feed server's delivery alone, without the worker's share): old "
+              f"{old99 * 1e3:.0f} ms, new {new99 * 1e3:.0f} ms = {new99 / old99:.2f}x of old")
+    for path in PATHS:
         held = [s.subscribers for s in results if s.path == path and s.rate == args.hold_rate
                 and percentile(s.total, 0.99) <= LIMIT_P99]
         tried = [s.subscribers for s in results if s.path == path and s.rate == args.hold_rate]
@@ -764,6 +692,13 @@ def report(args: argparse.Namespace, results: list[Step], bare: Bare | None, siz
             print(f"- {path} path at {args.hold_rate:g} releases/s: most subscribers held with p99 <= "
                   f"{LIMIT_P99:.0f} s: {max(held):,}" if held else f"- {path} path: no step kept p99 <= 1 s",
                   f"(steps tried: {', '.join(f'{n:,}' for n in tried)})")
+    one = {s.subscribers: s for s in results if s.path == "new" and s.rate == args.hold_rate}
+    two = {s.subscribers: s for s in results if s.path == "new2" and s.rate == args.hold_rate}
+    for n in sorted(one):
+        if 2 * n in two:
+            print(f"- issue 14 (scale-out) at {args.hold_rate:g} releases/s: {n:,} subscribers on one feed server "
+                  f"process p99 {percentile(one[n].total, 0.99) * 1e3:.0f} ms; {2 * n:,} on two (serve --workers 2) "
+                  f"p99 {percentile(two[2 * n].total, 0.99) * 1e3:.0f} ms")
 
     if http:
         print()

@@ -351,22 +351,31 @@ class ChangeHub:
             return page
         return None
 
-    def selection(self, change_filter: ChangeFilter, page: list[dict[str, Any]]) -> Selection:
-        """The changes of ``page`` (a non-empty slice of the log) that match, decided once per filter."""
+    def selection(self, change_filter: ChangeFilter, page: list[dict[str, Any]],
+                  among: list[dict[str, Any]] | None = None) -> Selection:
+        """The changes of ``page`` (a non-empty slice of the log) that match, decided once per filter.
+
+        ``among``: the only changes of the page that may match, in order (the fan-out's index of a step
+        narrows them down), each then decided by the filter itself."""
         key = (change_filter, page[0]["cursor"], page[-1]["cursor"])
         found = self._selections.get(key)
         if found is None:
-            events = page if change_filter.empty else [e for e in page if self.matches(change_filter, e)]
+            if change_filter.empty:
+                events = page
+            elif among is not None:
+                events = [e for e in among if change_filter.matches(e)]
+            else:
+                events = [e for e in page if self.matches(change_filter, e)]
             found = self._selections[key] = Selection(events)
             if len(self._selections) > MAX_SELECTIONS:
                 self._prune_selections(0)
         return found
 
     def frames(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int,
-               detail: str = "summary") -> list[Frame]:
+               detail: str = "summary", among: list[dict[str, Any]] | None = None) -> list[Frame]:
         """The matching changes of ``page`` as ``changes`` messages of at most ``batch`` changes each, at
         ``detail`` (``summary`` or ``brief``)."""
-        found = self.selection(change_filter, page)
+        found = self.selection(change_filter, page, among)
         frames = found.frames.get((detail, batch))
         if frames is None:
             frames = found.frames[detail, batch] = [
@@ -381,12 +390,12 @@ class ChangeHub:
         return frames
 
     def messages(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int,
-                 detail: str = "summary") -> list[Frame]:
+                 detail: str = "summary", among: list[dict[str, Any]] | None = None) -> list[Frame]:
         """The matching changes of ``page`` as the messages a subscriber gets: ``changes`` messages of at most
         ``batch`` changes, or with ``batch`` 0 one ``change`` message each (``summary`` or ``brief``)."""
         if batch:
-            return self.frames(change_filter, page, batch, detail)
-        return [(self.encoded(e, detail), e["cursor"]) for e in self.selection(change_filter, page).events]
+            return self.frames(change_filter, page, batch, detail, among)
+        return [(self.encoded(e, detail), e["cursor"]) for e in self.selection(change_filter, page, among).events]
 
     async def full_frames(self, change_filter: ChangeFilter, page: list[dict[str, Any]], batch: int) -> list[Frame]:
         """Like :meth:`frames` with each change's current ``compiledRelease``; shared until the next step."""
