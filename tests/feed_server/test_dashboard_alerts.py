@@ -52,6 +52,6 @@ def test_dashboard_shows_the_latest_alerts_then_new_ones_live(dashboard: tuple[S
     assert browser.js(f"{ROWS}[0].querySelector('a').getAttribute('href')") == "/records/ocds-a-500"
     assert browser.js(f"{ROWS}.length") == 10
     shot = browser.call("Page.captureScreenshot", session=True, format="png", captureBeyondViewport=True)
-    folder = Path(os.environ.get("OCDS_LIVE_SCREENSHOT_DIR", logs))  # to look at it: set this folder
+    folder = Path(os.environ.get("OCDS_LIVE_SCREENSHOTS", logs))  # to look at it: set this folder
     (folder / "dashboard-alerts.png").write_bytes(base64.b64decode(shot["data"]))
     assert browser.errors == []
