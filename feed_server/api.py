@@ -242,7 +242,7 @@ async def list_changes(
     except FilterError as exc:
         return problem(400, str(exc))
     hub = request.app.state.hub
-    head = hub.head
+    head = await hub.reach(after)  # a cursor another feed server sent first is waited for (feed_server.hub)
     first = await request.app.state.db.run(reader.first_cursor)
     if after > head:
         return problem(404, f"cursor {after} is not in the change log: the newest change is {head}")

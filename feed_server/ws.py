@@ -182,7 +182,7 @@ class Subscriber:
     async def check_cursor(self, position: int) -> bool:
         first = await self.state.db.run(reader.first_cursor)
         low = (first or 1) - 1
-        if low <= position <= self.hub.head:
+        if low <= position <= await self.hub.reach(position):
             return True
         await self.send({"type": "error", "code": "unknown-cursor", "cursor": position,
                          "message": f"cursor {position} is not in the change log ({low}..{self.hub.head}); "
