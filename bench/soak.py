@@ -170,7 +170,7 @@ def run_soak(params: Params, base: Settings | None = None, say: Callable[[str], 
                     watch.inject(fault, produced.acked, rng)
 
             await asyncio.gather(producer, loop.run_in_executor(None, inject_all))
-            drain = await asyncio.to_thread(_caught_up, stack.settings, produced.acked, 600)
+            drain = await asyncio.to_thread(_caught_up, stack.settings, produced.acked, max(600, params.duration / 2))
             deadline = time.monotonic() + 120
             while watch.pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.5)
