@@ -192,11 +192,21 @@ class Stack:
         os.kill(pid, signal.SIGQUIT)
         while self.postgres.pid() is not None:
             time.sleep(0.1)
-        # in a new process: pgserver keeps the server it started in this one and would not start it again
+        # in a new process: pgserver keeps the server it started in this one and would not start it again. Its
+        # pg_ctl waits only 10 s, and crash recovery on a loaded machine takes longer (18 s seen in a 30-minute
+        # soak): the command's status says nothing, whether the server answers does
         env = env_for(self.settings.model_copy(update={"database_url": None}))
         env.pop("DATABASE_URL", None)
         subprocess.run([sys.executable, "-m", "ocds_live.cli", "services", "up"], env=env, cwd=REPO,  # noqa: S603
-                       check=True, capture_output=True, timeout=120)
+                       check=False, capture_output=True, timeout=300)
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                psycopg2.connect(self.settings.database_url, connect_timeout=3).close()
+                return
+            except psycopg2.OperationalError:
+                assert time.monotonic() < deadline, "the soak's PostgreSQL did not come back within 300 s"
+                time.sleep(0.5)
 
     def down(self, keep: bool = False) -> None:
         for child in self.children:

@@ -167,7 +167,11 @@ def run_soak(params: Params, base: Settings | None = None, say: Callable[[str], 
                 for fault in faults:
                     time.sleep(max(0.0, t0 + fault.at - time.monotonic()))
                     echo(f"  {time.monotonic() - t0:6.0f}s {fault.kind} fault ({produced.published} published)")
-                    watch.inject(fault, produced.acked, rng)
+                    try:
+                        watch.inject(fault, produced.acked, rng)
+                    except Exception as exc:  # noqa: BLE001 - say it now, count it, and go on with the others
+                        echo(f"  the {fault.kind} fault could not be repaired: {exc!r}")
+                        notes.append(f"{fault.kind} fault at {fault.at:.0f}s: {exc!r}")
 
             await asyncio.gather(producer, loop.run_in_executor(None, inject_all))
             drain = await asyncio.to_thread(_caught_up, stack.settings, produced.acked, max(600, params.duration / 2))
