@@ -245,11 +245,11 @@ async def list_changes(
     except FilterError as exc:
         return problem(400, str(exc))
     hub = request.app.state.hub
-    head = hub.head
     generation, first = await request.app.state.db.run(reader.log_bounds)
     if generation.generation != hub.generation.generation or after and after < generation.base:
         return _replaced(after, generation if generation.generation == hub.generation.generation else None)
     after = after or generation.base  # 0: from the start of this log
+    head = await hub.reach(after)  # a cursor another feed server sent first is waited for (feed_server.hub)
     if after > head:
         return problem(404, f"cursor {after} is not in the change log: the newest change is {head}")
     if first is not None and after < first - 1:

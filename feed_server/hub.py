@@ -39,6 +39,7 @@ CHANNEL = "ocds_changes"  # the stream processor NOTIFYs it in each transaction 
 Frame = tuple[str, int]  # an encoded ``changes`` message and the cursor of its last change
 ENCODED_DETAILS = ("summary", "brief")  # the detail levels encoded from the event alone (not ``full``)
 PageKey = tuple[ChangeFilter, int, int]  # a filter, and the first and last cursor of a page of the log
+REACH_TIMEOUT = 10.0  # seconds a resume waits for this hub to read a cursor the store already holds
 MAX_SELECTIONS = 20_000  # selections kept (most are of the last few steps, read by every live subscriber)
 
 
@@ -322,6 +323,20 @@ class ChangeHub:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter  # cancelling this wait cancels only this waiter: cheaper than shielding one shared future
+
+    async def reach(self, cursor: int) -> int:
+        """The head, once it is at ``cursor`` if the store holds that cursor: a subscriber may resume with a
+        cursor another feed server sent before this hub read it (each server tails the log on its own), which
+        is waited for, not refused. Returns sooner, below ``cursor``, when the store does not hold it."""
+        if cursor <= self.head or cursor > await self.db.run(reader.head):
+            return self.head
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REACH_TIMEOUT + self.min_step
+        while self.head < cursor and loop.time() < deadline:
+            self._wakeup.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wait(), deadline - loop.time())
+        return self.head
 
     async def read(self, after: int, limit: int) -> list[dict[str, Any]]:
         """Up to ``limit`` changes with cursor > ``after`` (from memory when recent enough).

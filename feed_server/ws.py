@@ -188,7 +188,8 @@ class Subscriber:
             await self.replaced(position, generation if seen else None)
             return False
         low = max((first or 1) - 1, generation.base)
-        if low <= position <= self.hub.head or position == 0:
+        # a cursor another feed server sent before this one read it is waited for (feed_server.hub)
+        if position == 0 or low <= position <= await self.hub.reach(position):
             return True
         await self.send({"type": "error", "code": "unknown-cursor", "cursor": position,
                          "message": f"cursor {position} is not in the change log ({low}..{self.hub.head}); "

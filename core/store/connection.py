@@ -62,4 +62,8 @@ def translated_errors() -> Iterator[None]:
         # unreachable, restarting, or a deadlock/serialization failure: all pass, so retry
         raise StoreUnavailableError(f"PostgreSQL failed: {str(exc).strip()}") from exc
     except psycopg2.Error as exc:
+        if type(exc) is psycopg2.DatabaseError and exc.pgcode is None:
+            # no SQLSTATE: the client lost the server (psycopg2 raises a bare DatabaseError for a connection that
+            # closed in the middle of some statements, as in an immediate shutdown): retry, it is not a refusal
+            raise StoreUnavailableError(f"PostgreSQL failed: {str(exc).strip()}") from exc
         raise StoreError(f"PostgreSQL refused: {str(exc).strip()}") from exc
