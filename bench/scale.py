@@ -33,7 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
-import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -58,10 +58,10 @@ from bench._common import (  # noqa: E402
     free_port,
     fresh_stack,
     load_note,
-    require_services,
     wait_http,
 )
 from bench._compare import compare  # noqa: E402
+from bench._disk import calibrate, check_disk, data_directory, kafka_bytes, scalar, table_sizes  # noqa: E402
 from bench._probes import Probes, probe, search_words  # noqa: E402
 from bench._split import SplitMeter  # noqa: E402
 from bench.pipeline import outgoing, progress, watch_throughput  # noqa: E402
@@ -92,71 +92,8 @@ def send(settings: Settings, lines: list[bytes]) -> float:
     return time.perf_counter() - start
 
 
-# --- disk -------------------------------------------------------------------------------------------------
-
-
-def calibrate(settings: Settings, count: int) -> tuple[float, float]:
-    """(JSON bytes, PostgreSQL bytes) per release, from ``count`` releases of the mix through the processor."""
-    from core.publishers import load_publishers
-    from core.schema import load_schema
-    from core.store.connection import connect
-    from streams.processor import BatchProcessor, Incoming
-
-    lines = list(releases(count, seed=9))  # a stream of its own: processes at every stage, as in the long run
-    with fresh_stack(settings) as stack:
-        conn = psycopg2.connect(stack.database_url)
-        conn.autocommit = True
-        size = scalar(conn, "SELECT pg_database_size(current_database())")
-        processor = BatchProcessor(stack, load_schema(stack.schema_dir, stack.cache_dir),
-                                   load_publishers(stack.publishers_file), lambda: connect(stack))
-        try:
-            for start in range(0, len(lines), 500):
-                batch = [Incoming(f"{stack.releases_topic}.direct", 0, start + n, line, {"publisher": "simulator"})
-                         for n, line in enumerate(lines[start:start + 500])]
-                processor.process(batch)
-        finally:
-            processor.close()
-        scalar(conn, "CHECKPOINT")
-        grown = scalar(conn, "SELECT pg_database_size(current_database())") - size
-        conn.close()
-    return sum(map(len, lines)) / len(lines), grown / len(lines)
-
-
-def check_disk(settings: Settings, count: int, json_bytes: float, pg_bytes: float) -> None:
-    """Print what the run needs on disk, and stop when the file systems of PostgreSQL or Kafka lack it."""
-    pgdata = Path(data_directory(settings))
-    kafka_dir = settings.data_dir / "kafka"
-    topics = 2 * count * json_bytes  # the releases topic, and the change topic (summaries of about that size)
-    store = 2 * count * pg_bytes * 1.25  # the store and its replay, with a quarter more for growing indexes
-    wal = 4e9
-    need = {pgdata: store + wal, kafka_dir if kafka_dir.exists() else pgdata: topics}
-    print(f"disk: {count:,} releases x ({json_bytes / 1e3:.1f} KB JSON, {pg_bytes / 1e3:.1f} KB in PostgreSQL, "
-          f"measured on {CALIBRATION:,}) -> topics {topics / 1e9:.1f} GB, store + replay {store / 1e9:.1f} GB, "
-          f"WAL {wal / 1e9:.0f} GB: {sum(need.values()) / 1e9:.1f} GB in all", flush=True)
-    by_device: dict[int, tuple[Path, float]] = {}
-    for path, size in need.items():
-        device = path.stat().st_dev
-        by_device[device] = (path, by_device.get(device, (path, 0.0))[1] + size)
-    for path, size in by_device.values():
-        free = shutil.disk_usage(path).free
-        print(f"disk: {free / 1e9:.1f} GB free on the file system of {path}, {size / 1e9:.1f} GB needed", flush=True)
-        if free < size:
-            raise SystemExit(f"not enough disk for {count:,} releases: {size / 1e9:.1f} GB needed on the file system "
-                             f"of {path}, {free / 1e9:.1f} GB free; run fewer --releases or free space")
-
-
-CALIBRATION = 5000
+CALIBRATION = 5000  # releases whose bytes in PostgreSQL tell the disk a run needs
 CORES = ("machine", "workers", "relay", "projects", "postgres", "kafka", "other")
-
-
-def data_directory(settings: Settings) -> str:
-    """The PostgreSQL server's data directory."""
-    conn = psycopg2.connect(require_services(settings))
-    with conn.cursor() as cur:
-        cur.execute("SHOW data_directory")
-        row = cur.fetchone()
-    conn.close()
-    return str(row[0]) if row else ""
 
 
 def meter(settings: Settings, workers: list[Process]) -> SplitMeter:
@@ -182,13 +119,6 @@ class Step:
         return self.size / self.seconds
 
 
-def scalar(conn: Any, sql: str, *params: object) -> int:
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
-        row = cur.fetchone() if cur.description else None
-    return int(row[0]) if row and row[0] is not None else 0
-
-
 def drain(conn: Any, settings: Settings, total: int, workers: list[Process]) -> None:
     """Wait until the store committed ``total`` offsets and the relay published every change."""
     last, since = -1, time.monotonic()
@@ -204,6 +134,18 @@ def drain(conn: Any, settings: Settings, total: int, workers: list[Process]) -> 
                 raise SystemExit(f"the pipeline stalled at {now.consumed:,}/{total:,} messages (head {now.head}, "
                                  f"relayed {now.relayed}); worker log:\n{tail}")
             time.sleep(0.1)
+
+
+def projects_settled(conn: Any, timeout: float = 600.0) -> float:
+    """Seconds until no project is marked for rebuilding (-1 after ``timeout``); 0 without project builds."""
+    if not scalar(conn, "SELECT count(*) FROM pg_class WHERE relname = 'project_dirty'"):
+        return 0.0
+    start = time.monotonic()
+    while scalar(conn, "SELECT count(*) FROM project_dirty"):
+        if time.monotonic() - start > timeout:
+            return -1.0
+        time.sleep(0.5)
+    return time.monotonic() - start
 
 
 def header(backfill: int) -> str:
@@ -265,6 +207,10 @@ def run_steps(stack: Settings, args: argparse.Namespace, folder: Path) -> list[S
                            backfills=args.backfills, backfill_size=args.backfill_size, seed=len(steps))
             steps.append(Step(total, len(lines), seconds, load_seconds, worker_ms, cores, pg_bytes, probes))
             print(row(steps[-1]), flush=True)
+        settled = projects_settled(conn)
+        print(f"(the project builder had rebuilt every marked project {settled:.0f}s after the last step)"
+              if settled >= 0 else "(the project builder had not rebuilt every marked project 600s after the "
+              "last step: the projects still marked are not compared)", flush=True)
     finally:
         for w in workers:
             w.stop()
@@ -298,12 +244,18 @@ def replay(stack: Settings, target: str, folder: Path) -> tuple[float, str]:
     log = folder / "replay.log"
     start = time.monotonic()
     with log.open("wb") as out:
-        done = subprocess.run([sys.executable, "-m", "ocds_live.cli", "replay", "--database-url", target],  # noqa: S603
-                              env=env_for(stack), stdout=out, stderr=subprocess.STDOUT, cwd=REPO, check=False)
+        proc = subprocess.Popen([sys.executable, "-m", "ocds_live.cli", "replay", "--database-url", target],  # noqa: S603
+                                env=env_for(stack), stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        try:
+            code = proc.wait()
+        except BaseException:
+            proc.send_signal(signal.SIGINT)  # so that replay stops its worker (a session of its own) on the way out
+            proc.wait(60)
+            raise
     seconds = time.monotonic() - start
     text = log.read_text(errors="replace")
-    if done.returncode:
-        raise SystemExit(f"ocds-live replay failed ({done.returncode}):\n{text[-3000:]}")
+    if code:
+        raise SystemExit(f"ocds-live replay failed ({code}):\n{text[-3000:]}")
     return seconds, text.strip().splitlines()[-1]
 
 
@@ -337,8 +289,9 @@ def targets(steps: list[Step], first_pass: float, replay_rate: float) -> list[tu
 
 
 def scale(args: argparse.Namespace, settings: Settings, folder: Path) -> int:
-    json_bytes, pg_bytes = calibrate(settings, CALIBRATION)
-    check_disk(settings, args.releases, json_bytes, pg_bytes)
+    sample = list(releases(CALIBRATION, seed=9))  # a stream of its own, with processes at every stage
+    json_bytes, pg_bytes = calibrate(settings, sample)
+    check_disk(settings, args.releases, json_bytes, pg_bytes, len(sample))
     with fresh_stack(settings, port=free_port(), **OPEN) as stack:
         print(f"scale: {args.releases:,} simulated releases in steps of {args.step:,}, {args.workers} workers, "
               f"1 feed server, database {urlsplit(str(stack.database_url)).path[1:]}; {load_note()}", flush=True)
@@ -366,7 +319,8 @@ def scale(args: argparse.Namespace, settings: Settings, folder: Path) -> int:
     print(f"compared in {time.monotonic() - started:.0f}s: releases {result.releases[0]:,} / {result.releases[1]:,}, "
           f"records {result.records[0]:,} / {result.records[1]:,}, change events {result.changes[0]:,} / "
           f"{result.changes[1]:,} (compiled releases brought up to date in both: {result.compiled_merged:,}; versioned "
-          f"releases of {result.versioned_sampled:,} sampled records): "
+          f"releases of {result.versioned_sampled:,} sampled records; {result.projects:,} projects, "
+          f"{result.projects_pending:,} still marked for rebuilding not compared): "
           + ("identical" if result.identical else "DIFFERENT: " + "; ".join(result.differences)))
     print(f"on disk at the end: PostgreSQL {steps[-1].pg_bytes / 1e9:.2f} GB (replayed store "
           f"{replay_bytes / 1e9:.2f} GB), Kafka topics {topic_bytes / 1e9:.2f} GB; first pass {first_pass:,.0f} "
@@ -378,24 +332,6 @@ def scale(args: argparse.Namespace, settings: Settings, folder: Path) -> int:
     for text, ok in checks:
         print(f"  {'PASS' if ok else 'FAIL'}  {text}")
     return 0 if all(ok for _, ok in checks) else 1
-
-
-def table_sizes(conn: Any) -> list[tuple[str, int, int, int, int]]:
-    """(table, total, heap, TOAST, indexes) in bytes, for the store's largest tables."""
-    with conn.cursor() as cur:
-        cur.execute("SELECT c.relname, pg_total_relation_size(c.oid), pg_relation_size(c.oid), "
-                    "coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0), pg_indexes_size(c.oid) "
-                    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE c.relkind = 'r' AND n.nspname = 'public' ORDER BY 2 DESC LIMIT 5")
-        return [(str(r[0]), int(r[1]), int(r[2]), int(r[3]), int(r[4])) for r in cur.fetchall()]
-
-
-def kafka_bytes(settings: Settings) -> int:
-    """Bytes on disk of the stack's topics' partitions in the local broker's log folder (0 when elsewhere)."""
-    names = (settings.releases_topic, settings.changes_topic, settings.rejected_topic)
-    root = settings.data_dir / "kafka"
-    return sum(f.stat().st_size for d in root.rglob("*") if d.is_dir() and d.name.rsplit("-", 1)[0] in names
-               for f in d.iterdir() if f.is_file()) if root.exists() else 0
 
 
 # --- 1, 2, 4 workers --------------------------------------------------------------------------------------
