@@ -194,11 +194,16 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def generate(path: Path, releases: int, *, seed: int = 1, processes: int | None = None) -> tuple[int, int]:
-    """``releases`` simulated releases (the first of a date-ordered stream), one per line; (count, bytes)."""
-    from producers.simulator import simulate
+def generate(path: Path, releases: int, *, seed: int = 1, processes: int | None = None,
+             project_share: float | None = None, projects: int | None = None) -> tuple[int, int]:
+    """``releases`` simulated releases (the first of a date-ordered stream), one per line; (count, bytes).
+    ``project_share`` of the processes build one of ``projects`` infrastructure projects (default: the
+    simulator's)."""
+    from producers.simulator import PROJECT_SHARE, simulate
 
-    events = itertools.islice(simulate(seed=seed, processes=processes or max(1000, releases)), releases)
+    share = PROJECT_SHARE if project_share is None else project_share
+    events = itertools.islice(simulate(seed=seed, processes=processes or max(1000, releases), project_share=share,
+                                       projects=projects), releases)
     size = count = 0
     with path.open("wb") as out:
         for event in events:

@@ -5,7 +5,8 @@
                                        [--latency-rate R] [--latency-seconds 15] [--profile DIR]
 
 Generates N simulated releases (``producers.simulator``, seed 1, the first N of a date-ordered stream
-of M processes), then, each on an isolated stack (a fresh database and topics of its own):
+of M processes, 30% of them in 20 infrastructure projects), then, each on an isolated stack (a fresh database
+and topics of its own):
 
 1. **throughput**: loads the N releases onto the releases topic (timed on its own), starts W
    ``ocds-live process`` workers and polls the store every 50 ms: releases/s validated + merged + stored
@@ -26,6 +27,10 @@ Baselines on the same releases: ``ocdskit compile --package --versioned`` (OCP's
 records and versioned releases, no validation, storage or emission) on the first ``--ocdskit-releases``,
 and a naive loop that re-merges all of a process's releases so far on each arrival with ocdsmerge
 (``create_compiled_release`` + ``create_versioned_release``) on the first ``--naive-releases``.
+4. **projects**: unless ``--no-projects-baseline``, the throughput run again on the same stream with no process
+   in a project (the simulator's ``project_share=0``: the same releases without ``planning.budget.projectID``),
+   and how long after the last release was stored the project builder had built every project.
+
 ``--profile DIR`` records the first worker with py-spy during the throughput phase and prints the
 functions that take the most time.
 """
@@ -72,6 +77,7 @@ from core.settings import Settings  # noqa: E402
 PUBLISHER = "simulator"
 POLL = 0.05
 STALL = 120.0  # seconds without progress before the run is abandoned
+PROJECTS = 20  # the stream's processes are 30% in 20 infrastructure projects (issue 11's benchmark)
 
 
 # --- loading ----------------------------------------------------------------------------------------------
@@ -158,6 +164,41 @@ def watch_throughput(settings: Settings, total: int, workers: list[Process],
                 time.sleep(POLL)
     finally:
         conn.close()
+
+
+def projects_settled(settings: Settings, since: float, timeout: float = 900.0) -> tuple[float, int, int]:
+    """Wait until the project builder has built every marked project: (seconds after ``since``, projects,
+    project.updated events)."""
+    conn = psycopg2.connect(settings.database_url)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            deadline = time.time() + timeout
+            while scalar(cur, "SELECT count(*) FROM project_dirty") and time.time() < deadline:
+                time.sleep(POLL)
+            settled = time.time() - since
+            return (settled, scalar(cur, "SELECT count(*) FROM projects"),
+                    scalar(cur, "SELECT count(*) FROM changes WHERE kind = 'project.updated'"))
+    finally:
+        conn.close()
+
+
+def baseline_without_projects(settings: Settings, folder: Path, releases: int, processes: int | None,
+                              workers: int) -> tuple[int, float, float]:
+    """The same simulated stream with no process in a project, through the same workers on a fresh stack:
+    (messages after the first batch, seconds, worker cores)."""
+    plain = folder / "no-projects.jsonl"
+    generate(plain, releases, processes=processes, project_share=0.0)
+    with fresh_stack(settings) as stack:
+        loaded, _ = load_topic(stack, plain)
+        procs = [Process(stack, "process", log=folder / f"plain-worker-{n}.log") for n in range(workers)]
+        meter = CpuMeter({"workers": [w.pid for w in procs], "postgres + kafka": service_pids})
+        try:
+            first, stored, _, cores = watch_throughput(stack, loaded, procs, meter)
+        finally:
+            for w in procs:
+                w.stop()
+    return loaded - first.consumed, stored.at - first.at, cores["workers"]
 
 
 # --- latency at a fixed rate ------------------------------------------------------------------------------
@@ -413,6 +454,8 @@ def main() -> int:
     parser.add_argument("--long-processes", type=int, default=3, help="~505-release processes for the 500th vs 1st")
     parser.add_argument("--profile", type=Path, default=None, help="py-spy the first worker; raw stacks go here")
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--no-projects-baseline", action="store_true",
+                        help="skip the run of the same stream without infrastructure projects")
     args = parser.parse_args()
     settings = base_settings()
 
@@ -420,7 +463,7 @@ def main() -> int:
         folder = Path(tmp)
         jsonl = folder / "releases.jsonl"
         t0 = time.perf_counter()
-        count, size = generate(jsonl, args.releases, processes=args.processes)
+        count, size = generate(jsonl, args.releases, processes=args.processes, projects=PROJECTS)
         print(f"generated {count:,} simulated releases, {size / 1e6:.0f} MB ({size / count / 1e3:.1f} KB each) "
               f"in {time.perf_counter() - t0:.0f}s", flush=True)
 
@@ -444,6 +487,9 @@ def main() -> int:
                 rss = [peak_rss_mb(w.pid) for w in workers]
                 print(f"throughput: {done:,} messages after the first batch in {span:.1f}s; "
                       f"{emitted.head:,} changes", flush=True)
+                settled = projects_settled(stack, stored.at)
+                print(f"projects: {settled[1]} built, {settled[2]:,} project.updated events, the last "
+                      f"{settled[0]:.1f}s after the last release was stored", flush=True)
 
                 rate = args.latency_rate or max(50.0, round(done / span / 2, -1))
                 fresh = folder / "latency.jsonl"
@@ -456,6 +502,8 @@ def main() -> int:
                     w.stop()
             points = (1, 100, 500)
             flat = flatness(stack, args.long_processes, points)
+        plain = None if args.no_projects_baseline else baseline_without_projects(
+            settings, folder, args.releases, args.processes, args.workers)
 
         print()
         print(f"pipeline, {count:,} simulated releases ({size / count / 1e3:.1f} KB each), {args.workers} "
@@ -486,6 +534,21 @@ def main() -> int:
               f"on the machine {others:.2f}; {load_note()} at the end)")
         print(f"(per CPU-second of the workers, which does not depend on what else the machine runs: "
               f"{per_core:,.0f} releases)")
+        print(f"(infrastructure projects: {settled[1]} built from the stream's processes, {settled[2]:,} "
+              f"project.updated events; the project builder had built every marked project {settled[0]:.1f}s "
+              "after the last release was stored)")
+        if plain is not None:
+            plain_rate, rate_now = plain[0] / plain[1], done / span
+            plain_core = plain[0] / (plain[2] * plain[1]) if plain[2] else float("nan")
+            print()
+            print("infrastructure projects: the same stream (same seed, same releases) with 30% of its processes in "
+                  "20 projects and with none, same workers, one run each")
+            header = f"{'':<44} {'releases/s':>11} {'relative':>9} {'per worker CPU-s':>17} {'relative':>9}"
+            print(header)
+            print("-" * len(header))
+            print(f"{'without projects':<44} {plain_rate:>11,.0f} {1:>8.2f}x {plain_core:>17,.0f} {1:>8.2f}x")
+            print(f"{'30% of processes in 20 projects':<44} {rate_now:>11,.0f} {rate_now / plain_rate:>8.2f}x "
+                  f"{per_core:>17,.0f} {per_core / plain_core:>8.2f}x   (target >= 0.85x)")
 
         print()
         print(f"latency, send (produced-at) -> change committed, {len(lines):,} fresh releases at {rate:,.0f}/s "

@@ -206,8 +206,8 @@ def _watch(
             behind = {p: o - done.get(p, 0) for p, o in ends.items() if done.get(p, 0) < o}
             if progress is not None:
                 progress(total - sum(behind.values()), total)
-            if not behind:
-                return
+            if not behind and not _count(conn, "project_dirty"):
+                return  # every release processed, and every project it touched rebuilt
             if proc.poll() is not None:
                 raise ReplayError(f"the worker exited with status {proc.returncode} before the replay "
                                   f"finished (messages behind, per partition: {behind})"

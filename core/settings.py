@@ -69,6 +69,12 @@ class Settings(BaseSettings):
     batch_size: int = Field(default=500, ge=1, description="releases per store transaction, at most")
     batch_within: float = Field(default=0.05, gt=0, description="seconds to wait to fill a batch")
     record_cache_size: int = Field(default=5000, ge=0, description="merged records a worker keeps in memory")
+    project_build_interval: float = Field(
+        default=1.0, gt=0, description="seconds at least between the project builder's rounds"
+    )
+    project_build_share: float = Field(
+        default=0.1, gt=0, le=1, description="share of a worker's time project rebuilds may take under load"
+    )
     max_release_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_depth: int = Field(default=64, ge=8, description="deepest JSON nesting accepted in a release")
     full_gc_interval: float = Field(

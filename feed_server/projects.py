@@ -129,7 +129,7 @@ async def post_project(pid: str, request: Request) -> JSON:
                      "findings": errors[:50]}, status_code=422)
     state = request.app.state
     changed = await state.db.run(projects.supply, pid, publisher.name, pid[len(prefix) + 1:], fields,
-                                 publisher.name, state.settings)
+                                 publisher.name, state.settings, state.compiler)
     found = await state.db.run(project_reader.project, pid)
     return JSON({"changed": changed, "project": found[0] if found else None})
 

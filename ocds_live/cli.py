@@ -76,13 +76,19 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _projects(settings: Settings, args: argparse.Namespace) -> int:
+    from core.extensions import ExtensionResolver
     from core.oc4ids import load_oc4ids_schema
+    from core.profiles import Profiles
+    from core.schema import load_schema
     from core.store.connection import connect
     from core.store.projects import apply_file
 
+    resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir, download=settings.extensions_download)
+    profiles = Profiles(load_schema(settings.schema_dir, settings.cache_dir), resolver,
+                        max_bytes=settings.max_release_bytes, max_depth=settings.max_depth)
     conn = connect(settings)
     try:
-        done = apply_file(conn, settings, load_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir))
+        done = apply_file(conn, settings, load_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir), profiles)
     finally:
         conn.close()
     for pid, outcome in done:
@@ -120,9 +126,10 @@ def _load(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from producers.simulator import simulate, write_jsonl
+    from producers.simulator import PROJECT_SHARE, simulate, write_jsonl
 
-    events = simulate(seed=args.seed, processes=args.processes, defect_rate=args.defect_rate)
+    events = simulate(seed=args.seed, processes=args.processes, defect_rate=args.defect_rate,
+                      project_share=PROJECT_SHARE if args.project_share is None else args.project_share)
     if args.out:
         with open(args.out, "wb") as out:
             count = write_jsonl(events, out)
@@ -253,6 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--processes", type=int, default=1000, help="contracting processes to simulate (default: 1000)")
     p.add_argument("--seed", type=int, default=1, help="the random seed: the same seed gives the same stream")
     p.add_argument("--defect-rate", type=float, default=0.0, help="share of releases broken on purpose (0-1)")
+    p.add_argument("--project-share", type=float, default=None,
+                   help="share of processes that build one of 20 infrastructure projects (0-1, default: 0.3)")
     p.add_argument("--out", help="write JSON Lines for `load` instead of sending")
     add_setting_options(p, "bootstrap_servers")
     p.set_defaults(handler=_simulate)

@@ -32,6 +32,33 @@ SPLIT_BLOCK = 64  # processes per block; a block holds at most one group split b
 METHOD_DETAILS = {"direct": "Adjudicación directa", "limited": "Invitación a cuando menos tres personas",
                   "open": "Licitación Pública"}
 METHOD_CODES = {"direct": "AA", "limited": "IA", "open": "LA"}
+PROJECT_SHARE = 0.3  # share of processes that build one of the infrastructure projects below
+PROCESSES_PER_PROJECT = 300  # in long streams, about how many processes a simulated project gathers
+INFRASTRUCTURE = (
+    # (ramo, unidad responsable, name): the investment projects of SHCP's Cartera de Programas y Proyectos de
+    # Inversión whose contracting processes name them in planning.budget.projectID (simulated keys in the
+    # Cartera's format: two-digit year, ramo, unidad responsable, number, as 1809JZL0004)
+    ("09", "JZL", "Construcción del libramiento ferroviario de Celaya"),
+    ("09", "JZL", "Modernización de la carretera Mitla-Entronque Tehuantepec II"),
+    ("09", "J3L", "Tren Interurbano México-Toluca, tramo poniente"),
+    ("09", "KCZ", "Ampliación del puerto de Veracruz en la zona norte"),
+    ("09", "JZL", "Nuevo Aeropuerto Internacional de la Ciudad de México, obras complementarias"),
+    ("12", "NBV", "Hospital General Regional de Alta Especialidad en Tlajomulco"),
+    ("12", "GYR", "Unidad de Medicina Familiar de 10 consultorios en Tijuana"),
+    ("12", "NBB", "Sustitución del Hospital General de Zona en Tapachula"),
+    ("16", "B00", "Presa de almacenamiento Santa María, Sinaloa"),
+    ("16", "B00", "Acueducto El Zapotillo-León"),
+    ("16", "B00", "Planta de tratamiento de aguas residuales Atotonilco, línea 2"),
+    ("18", "TOQ", "Central de ciclo combinado Salamanca"),
+    ("18", "TOQ", "Línea de transmisión Yautepec-Ixtepec"),
+    ("18", "T4L", "Rehabilitación de la refinería de Salina Cruz"),
+    ("11", "L6I", "Rehabilitación de escuelas del programa Escuelas al CIEN"),
+    ("11", "A2M", "Ampliación de la Ciudad Universitaria, Unidad Xochimilco"),
+    ("07", "DHG", "Cuarteles de la Guardia Nacional, primera etapa"),
+    ("15", "QCW", "Vivienda y urbanización del programa de mejoramiento urbano"),
+    ("21", "W3N", "Tren Maya, tramo Escárcega-Calkiní"),
+    ("10", "K2N", "Puerto fronterizo Mesa de Otay II"),
+)
 RED_FLAGS = ("single-bidder", "short-tender-period", "value-raising-amendment", "split-below-threshold")
 DEFECTS = ("missing-id", "bad-date", "wrong-type", "unknown-prefix", "bad-currency", "dangling-party")
 TAGS = {"tenderExtension": "tenderUpdate", "tenderUnsuccessful": "tenderUpdate"}
@@ -71,6 +98,7 @@ class _Plan:
     contract_end: int = 0
     amended_value: float = 0.0
     rationale: str = ""
+    project: tuple[str, str] | None = None  # (Cartera key, name) of the infrastructure project it builds
 
     @property
     def key(self) -> str:
@@ -113,8 +141,24 @@ def _split_group(seed: int, number: int, processes: int) -> tuple[int, Org, int]
     return group[1:] if group and number in group[0] else None
 
 
+def infrastructure_project(index: int, year: int) -> tuple[str, str]:
+    """The ``index``-th simulated investment project: its Cartera key (registered in ``year``) and name."""
+    ramo, unit, name = INFRASTRUCTURE[index % len(INFRASTRUCTURE)]
+    stage = index // len(INFRASTRUCTURE)
+    return f"{year % 100:02d}{ramo}{unit}{index + 1:04d}", name + (f", etapa {stage + 1}" if stage else "")
+
+
+def _project(seed: int, number: int, share: float, projects: int, year: int) -> tuple[str, str] | None:
+    """The project process ``number`` builds, if any (its own generator: the rest of its plan is unchanged)."""
+    if not projects or not share:
+        return None
+    rng = random.Random(f"ocds-live:{seed}:project:{number}")
+    return infrastructure_project(rng.randrange(projects), year) if rng.random() < share else None
+
+
 @lru_cache(maxsize=4096)
-def _plan(seed: int, number: int, start: int, processes: int, long_rate: float, long_releases: int) -> _Plan:
+def _plan(seed: int, number: int, start: int, processes: int, long_rate: float, long_releases: int,
+          projects: tuple[float, int, int] = (0.0, 0, 0)) -> _Plan:
     """Plan process ``number`` from its own random generator: who, what, how much, when."""
     u = _universe(seed)
     rng = random.Random(f"ocds-live:{seed}:{number}")
@@ -211,6 +255,7 @@ def _plan(seed: int, number: int, start: int, processes: int, long_rate: float, 
         if events[k][0] <= events[k - 1][0]:
             events[k] = (events[k - 1][0] + 60, events[k][1])
     plan.flags = tuple(flags)
+    plan.project = _project(seed, number, *projects)
     return plan
 
 
@@ -336,9 +381,12 @@ def _release(plan: _Plan, k: int, origin: datetime, u: Universe) -> Json:
         release["planning"] = {
             "rationale": f"Programa Anual de Adquisiciones, Arrendamientos y Servicios de {agency.name}",
             "budget": {"id": f"{plan.key}-B", "description": data.PARTIDAS[data.CATALOGUE[plan.items[0][0]][0][:3]],
-                       "amount": _mxn(plan.tender_value), "projectID": f"PP-{plan.number % 997:03d}"},
+                       "amount": _mxn(plan.tender_value)},
             "documents": [_doc(plan, "P1", "procurementPlan", "Programa anual de adquisiciones", iso(events[0][0])),
                           _doc(plan, "P2", "marketStudies", "Investigación de mercado", iso(events[0][0]))]}
+    if plan.project is not None:
+        budget = release.setdefault("planning", {}).setdefault("budget", {"id": f"{plan.key}-B"})
+        budget["projectID"], budget["project"] = plan.project
     release["tender"] = _tender(plan, k, iso, rid, agency, unit)
     if "award" not in seen:
         return release
@@ -414,20 +462,28 @@ def _break(release: Json, defect: str) -> None:
 
 
 def simulate(*, seed: int, processes: int, start: datetime | None = None, defect_rate: float = 0.0,
-             long_process_rate: float = 0.0, long_process_releases: int = 300) -> Iterator[SimulatedRelease]:
+             long_process_rate: float = 0.0, long_process_releases: int = 300, project_share: float = PROJECT_SHARE,
+             projects: int | None = None) -> Iterator[SimulatedRelease]:
     """Releases of `processes` contracting processes, interleaved in simulated-date order (ascending release.date).
 
-    ``long_process_rate`` of the processes get ``long_process_releases`` implementation releases each.
+    ``long_process_rate`` of the processes get ``long_process_releases`` implementation releases each;
+    ``project_share`` of them build one of ``projects`` infrastructure projects (``planning.budget.projectID``
+    is its key in SHCP's investment portfolio; the others name no project). By default 20 projects, and more in
+    long streams, so that a project gathers about ``PROCESSES_PER_PROJECT`` processes (NAICM has 292).
     """
-    if seed < 0 or processes < 0 or not 0.0 <= defect_rate <= 1.0 or not 0.0 <= long_process_rate <= 1.0:
-        raise ValueError("seed and processes must be >= 0, rates between 0 and 1")
+    if projects is None:
+        projects = max(len(INFRASTRUCTURE), round(processes * project_share / PROCESSES_PER_PROJECT))
+    if seed < 0 or processes < 0 or projects < 0 or not all(
+            0.0 <= rate <= 1.0 for rate in (defect_rate, long_process_rate, project_share)):
+        raise ValueError("seed, processes and projects must be >= 0, rates between 0 and 1")
     origin = DEFAULT_START if start is None else (
         start.astimezone(TZ) if start.tzinfo else start.replace(tzinfo=TZ))
-    return _stream(seed, processes, origin, defect_rate, long_process_rate, max(1, long_process_releases))
+    return _stream(seed, processes, origin, defect_rate, long_process_rate, max(1, long_process_releases),
+                   (project_share, projects, origin.year))
 
 
 def _stream(seed: int, processes: int, origin: datetime, defect_rate: float, long_rate: float,
-            long_releases: int) -> Iterator[SimulatedRelease]:
+            long_releases: int, projects: tuple[float, int, int]) -> Iterator[SimulatedRelease]:
     universe = _universe(seed)
     arrivals = random.Random(f"ocds-live:{seed}:arrivals")
     defects = random.Random(f"ocds-live:{seed}:defects")
@@ -441,7 +497,7 @@ def _stream(seed: int, processes: int, origin: datetime, defect_rate: float, lon
         if not heap:
             return
         _, n, k, process_start = heapq.heappop(heap)
-        plan = _plan(seed, n, process_start, processes, long_rate, long_releases)
+        plan = _plan(seed, n, process_start, processes, long_rate, long_releases, projects)
         if k + 1 < len(plan.events):
             heapq.heappush(heap, (plan.events[k + 1][0], n, k + 1, process_start))
         release = _release(plan, k, origin, universe)

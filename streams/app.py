@@ -24,6 +24,7 @@ from core.schema import load_schema
 from core.settings import Settings
 from core.store.connection import connect
 from streams.processor import BatchProcessor, Incoming
+from streams.project_builder import ProjectBuilder
 from streams.relay import Relay
 
 logger = logging.getLogger("ocds_live.streams")
@@ -74,7 +75,7 @@ async def handle_batch(processor: BatchProcessor, batch: Sequence[Incoming], sto
 
 
 def create_app(settings: Settings) -> faust.App:
-    """The stream processor's Faust app, wired to the store and the relay."""
+    """The stream processor's Faust app, wired to the store, the relay and the project builder."""
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
@@ -95,10 +96,12 @@ def create_app(settings: Settings) -> faust.App:
                                lambda: connect(settings))
     stopping = threading.Event()
     relay = Relay(settings, lambda: connect(settings))
+    builder = ProjectBuilder(settings, lambda: connect(settings), processor.profiles)
 
     @app.agent(topic, concurrency=1)
     async def process(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
         relay.start()
+        builder.start()
         collections = PlannedCollections(settings.full_gc_interval).start()
         try:
             batches = cast(faust.Stream[bytes], stream).take_events(settings.batch_size, within=settings.batch_within)
@@ -108,6 +111,7 @@ def create_app(settings: Settings) -> faust.App:
         finally:
             stopping.set()
             await asyncio.to_thread(relay.stop)
+            await asyncio.to_thread(builder.stop)
             await asyncio.to_thread(collections.stop)
             processor.close()
 

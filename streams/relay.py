@@ -8,47 +8,25 @@ subscribers of ``ocds.changes`` de-duplicate by ``cursor``.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from typing import Any
 
 import psycopg2.extensions
 
 from core.kafka import KeyHashCache
-from core.settings import Settings
-from core.store.connection import Connection
 from core.store.locks import RELAY_LOCK
+from streams.background import StoreThread
 
 logger = logging.getLogger("ocds_live.relay")
 
 BATCH = 1000
 
 
-class Relay:
-    def __init__(self, settings: Settings, connect: Callable[[], Connection]) -> None:
-        self.settings = settings
-        self._connect = connect
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+class Relay(StoreThread):
+    name = "ocds-relay"
+    what = "relay"
+    logger = logger
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="ocds-relay", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._relay()
-            except Exception as exc:  # noqa: BLE001 - keep relaying after broker or store trouble
-                logger.warning("relay failed (%s); retrying in 2s", exc)
-                self._stop.wait(2.0)
-
-    def _relay(self) -> None:
+    def work(self) -> None:
         from kafka import KafkaProducer
 
         producer = KafkaProducer(

@@ -34,6 +34,7 @@ from core.changes import diff
 from core.exceptions import SchemaUnavailableError, StoreUnavailableError
 from core.merge import MergedRecord
 from core.oc4ids import Oc4idsSchema, cached_oc4ids_schema
+from core.profiles import CompilerSource
 from core.projects import (
     Member,
     ProjectFieldsError,
@@ -49,7 +50,7 @@ from core.projects import (
     read_projects_file,
 )
 from core.settings import Settings
-from core.store import writer
+from core.store import reader, writer
 from core.types import Release
 
 Cursor = Any
@@ -116,7 +117,7 @@ def follow(cur: Cursor, settings: Settings, records: Mapping[str, MergedRecord],
     gone = [ocid for ocid in ocids if ocid in old and now[ocid] is None]
     if gone:
         cur.execute("DELETE FROM project_members WHERE ocid = ANY(%s)", (gone,))
-    _save_members(cur, {ocid: (n[0], n[1], records[ocid].compiled) for ocid, n in now.items() if n is not None})
+    _save_members(cur, {ocid: (n[0], n[1]) for ocid, n in now.items() if n is not None and old.get(ocid) != n[:2]})
     for event in events:
         found = now.get(event["ocid"])
         if found is not None and isinstance(event.get("summary"), dict):
@@ -133,36 +134,58 @@ def follow(cur: Cursor, settings: Settings, records: Mapping[str, MergedRecord],
             touched[pid] = max(touched.get(pid, here), here, key=lambda c: (c.date, c.release_id))
         if found:
             owners.setdefault(found[0], (found[1], found[2]))
-    return rebuild(cur, settings, touched, {o: r.compiled for o, r in records.items()}, owners)
+    mark(cur, touched, owners)
+    return 0
 
 
-def _save_members(cur: Cursor, members: Mapping[str, tuple[str, str, Release]]) -> None:
-    """Upsert the membership rows of ``members`` (ocid -> project id, publisher, current compiled release),
-    with their releases' ids, dates and tags (this batch's included: they are stored before)."""
+def mark(cur: Cursor, touched: Mapping[str, Cause], owners: Mapping[str, tuple[str, str]]) -> None:
+    """Mark the ``touched`` projects for the builder, at this transaction's version (feed_counter.last_record,
+    whose lock the writer holds), keeping the newest cause of each."""
+    if not touched:
+        return
+    rows = [(pid, c.release_id, c.date, c.publisher, *owners.get(pid, (None, None)))
+            for pid, c in sorted(touched.items())]
+    execute_values(
+        cur,
+        "INSERT INTO project_dirty (project_id, version, release_id, date, publisher, owner, local_id) "
+        "SELECT v.pid, (SELECT last_record FROM feed_counter WHERE id = 1), v.rid, v.date, v.publisher, v.owner, "
+        "v.local_id FROM (VALUES %s) AS v(pid, rid, date, publisher, owner, local_id) "
+        "ON CONFLICT (project_id) DO UPDATE SET version = EXCLUDED.version, "
+        "owner = COALESCE(project_dirty.owner, EXCLUDED.owner), "
+        "local_id = COALESCE(project_dirty.local_id, EXCLUDED.local_id), "
+        "release_id = CASE WHEN newer THEN EXCLUDED.release_id ELSE project_dirty.release_id END, "
+        "date = CASE WHEN newer THEN EXCLUDED.date ELSE project_dirty.date END, "
+        "publisher = CASE WHEN newer THEN EXCLUDED.publisher ELSE project_dirty.publisher END".replace(
+            "newer", "(EXCLUDED.date, EXCLUDED.release_id) > (project_dirty.date, project_dirty.release_id)"),
+        rows, page_size=len(rows), template="(%s, %s, %s, %s, %s, %s)")
+
+
+def _save_members(cur: Cursor, members: Mapping[str, tuple[str, str]]) -> None:
+    """Upsert the membership rows of ``members`` (ocid -> project id, publisher) whose project or publisher
+    changed: a rebuild reads the members' compiled releases from their records."""
     if not members:
         return
-    releases: dict[str, list[tuple[str, str, list[str]]]] = defaultdict(list)
-    cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s)", (sorted(members),))
+    rows = sorted((ocid, pid, publisher) for ocid, (pid, publisher) in members.items())
+    execute_values(cur, "INSERT INTO project_members (ocid, project_id, publisher) VALUES %s "
+                   "ON CONFLICT (ocid) DO UPDATE SET project_id = EXCLUDED.project_id, publisher = EXCLUDED.publisher "
+                   "WHERE (project_members.project_id, project_members.publisher) "
+                   "IS DISTINCT FROM (EXCLUDED.project_id, EXCLUDED.publisher)", rows, page_size=len(rows))
+
+
+def _members(cur: Cursor, pids: list[str], base_url: str, merger: CompilerSource) -> dict[str, list[Member]]:
+    """Each project's members: their records' current compiled releases and their linked releases. Call it in
+    one snapshot (the builder) or with the writers' lock held (a supply)."""
+    cur.execute("SELECT m.project_id, r.ocid, r.compiled::text, r.tail_bytes, r.extensions FROM project_members m "
+                "JOIN records r ON r.ocid = m.ocid WHERE m.project_id = ANY(%s) ORDER BY r.ocid", (pids,))
+    rows = cur.fetchall()
+    compiled = reader.up_to_date(cur, merger, [row[1:] for row in rows])
+    linked: dict[str, list[tuple[str, str, list[str]]]] = defaultdict(list)
+    cur.execute("SELECT ocid, release_id, date, tags FROM releases WHERE ocid = ANY(%s)", ([row[1] for row in rows],))
     for ocid, rid, date, tags in cur.fetchall():
-        releases[ocid].append((rid, date, list(tags)))
-    rows = [(ocid, pid, publisher, writer.json_text(compiled), writer.json_text(sorted(releases[ocid])))
-            for ocid, (pid, publisher, compiled) in sorted(members.items())]
-    execute_values(cur, "INSERT INTO project_members (ocid, project_id, publisher, compiled, releases) VALUES %s "
-                   "ON CONFLICT (ocid) DO UPDATE SET project_id = EXCLUDED.project_id, publisher = EXCLUDED.publisher, "
-                   "compiled = EXCLUDED.compiled, releases = EXCLUDED.releases", rows, page_size=len(rows))
-
-
-def _members(cur: Cursor, pids: list[str], known: Mapping[str, Release], base_url: str) -> dict[str, list[Member]]:
-    """Each project's members: compiled releases (``known`` ones as given, the others as their membership rows
-    keep them) and linked releases."""
-    cur.execute("SELECT project_id, ocid, CASE WHEN ocid = ANY(%s) THEN NULL ELSE compiled END, releases "
-                "FROM project_members WHERE project_id = ANY(%s) ORDER BY ocid", (list(known), pids))
+        linked[ocid].append((rid, date, list(tags)))
     out: dict[str, list[Member]] = defaultdict(list)
-    for pid, ocid, compiled, releases in cur.fetchall():
-        # the batch's own records (``known``) stay the caller's; those read here are the members' own
-        mine = compiled is not None
-        out[pid].append(Member(ocid, orjson.loads(compiled) if mine else known[ocid],
-                               linked_releases(base_url, ocid, orjson.loads(releases)), owned=mine))
+    for pid, ocid, *_ in rows:
+        out[pid].append(Member(ocid, compiled[ocid], linked_releases(base_url, ocid, linked[ocid]), owned=True))
     return out
 
 
@@ -170,49 +193,130 @@ def project_url(base_url: str, pid: str) -> str:
     return f"{base_url}/api/projects/{quote(pid, safe='')}"
 
 
-def rebuild(cur: Cursor, settings: Settings, touched: Mapping[str, Cause],
-            known: Mapping[str, Release], owners: Mapping[str, tuple[str, str]],
-            supplied: Mapping[str, tuple[dict[str, Any], str]] | None = None) -> int:
-    """Rebuild the projects ``touched`` (each once) and write those that changed, with their events.
+@dataclass
+class _Build:
+    """A project built from one snapshot of its members, at ``version``, and what writing it needs."""
 
-    ``known``: current compiled releases the caller has (the others are read from the store); ``owners``:
-    (publisher, local id) of projects that may be new; ``supplied``: new supplied fields and who supplied
-    them. Returns the number of change events appended.
-    """
-    pids = sorted(touched)
-    if not pids:
-        return 0
-    base_url = settings.base_url
+    pid: str
+    project: dict[str, Any]
+    digest: str
+    fields: dict[str, Any]
+    overview: dict[str, Any]
+    members: int
+    version: int
+    cause: Cause
+    owner: tuple[str, str] | None
+
+
+def _oc4ids(settings: Settings) -> Oc4idsSchema:
     try:
-        oc4ids = cached_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir)
-    except SchemaUnavailableError as exc:  # the batch waits and is retried, as when the store is down
+        return cached_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir)
+    except SchemaUnavailableError as exc:  # the caller waits and retries, as when the store is down
         raise StoreUnavailableError(f"projects cannot be built without the OC4IDS schema: {exc}") from exc
-    cur.execute("SELECT id, data, digest, supplied::text FROM projects WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
-                (pids,))
-    stored = {pid: (orjson.loads(data), dig, orjson.loads(fields)) for pid, data, dig, fields in cur.fetchall()}
-    members = _members(cur, pids, known, base_url)
-    writes, events = [], []
-    for pid in pids:
-        old_project, old_digest, fields = stored.get(pid, (None, None, {}))
-        if supplied and pid in supplied:
-            fields = supplied[pid][0]
-        group = members.get(pid, [])
-        if old_project is None and not group and not (supplied and pid in supplied):
+
+
+def _build(pid: str, group: Sequence[Member], fields: dict[str, Any], oc4ids: Oc4idsSchema, version: int,
+           cause: Cause, owner: tuple[str, str] | None) -> _Build:
+    project, removed = conform(build(pid, group, fields), oc4ids)
+    overview = {**figures(project, group), "removed": removed[:100]}
+    return _Build(pid, project, digest(project), fields, overview, len(group), version, cause, owner)
+
+
+def _commit(cur: Cursor, settings: Settings, builds: Sequence[_Build],
+            supplied: Mapping[str, tuple[dict[str, Any], str]] | None = None) -> int:
+    """Write the ``builds`` that are newer than what is stored (``built_version``) and differ from it, with one
+    ``project.updated`` event each; the caller holds feed_counter's lock. Returns the events appended."""
+    supplied = supplied or {}
+    cur.execute("SELECT id, data, digest, built_version FROM projects WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+                ([b.pid for b in builds],))
+    stored = {pid: (data, dig, int(version)) for pid, data, dig, version in cur.fetchall()}
+    writes, events, touched = [], [], []
+    for b in builds:
+        old_data, old_digest, built = stored.get(b.pid, (None, None, -1))
+        if b.version < built or (b.version == built and b.pid not in supplied):
+            continue  # a build from a newer (or the same) snapshot is stored
+        if old_data is None and not b.members and b.pid not in supplied:
             continue  # a project nobody belongs to, and no row to keep
-        project, removed = conform(build(pid, group, fields), oc4ids)
-        new_digest = digest(project)
-        if new_digest == old_digest and not (supplied and pid in supplied):
+        if b.digest == old_digest and b.pid not in supplied:
+            touched.append((b.pid, b.version))
             continue
-        overview = {**figures(project, group), "removed": removed[:100]}
-        writes.append((pid, project, new_digest, fields, overview, len(group)))
-        if new_digest != old_digest:
-            events.append(_event(pid, old_project, project, old_digest, new_digest, touched[pid], overview, base_url))
+        writes.append(b)
+        if b.digest != old_digest:
+            old = orjson.loads(old_data) if old_data is not None else None
+            events.append(_event(b.pid, old, b.project, old_digest, b.digest, b.cause, b.overview, settings.base_url))
+    if touched:
+        execute_values(cur, "UPDATE projects SET built_version = v.version FROM (VALUES %s) AS v(id, version) "
+                       "WHERE projects.id = v.id", touched, page_size=len(touched))
     if not writes:
         return 0
     numbers = writer.allocate(cur, len(events), 0, len(writes))
-    _save(cur, writes, numbers.record, owners, supplied or {})
+    _save(cur, writes, numbers.record, supplied)
     _append(cur, events, numbers.change)
     return len(events)
+
+
+def rebuild(cur: Cursor, settings: Settings, merger: CompilerSource, touched: Mapping[str, Cause],
+            owners: Mapping[str, tuple[str, str]], supplied: Mapping[str, tuple[dict[str, Any], str]] | None = None
+            ) -> int:
+    """Rebuild the projects ``touched`` now, from their members as committed, and write those that changed, with
+    their events. The caller holds feed_counter's lock (taken first, in the writers' order), so the build is at
+    the current version. ``supplied``: new supplied fields and who supplied them. Returns the events appended."""
+    pids = sorted(touched)
+    if not pids:
+        return 0
+    oc4ids = _oc4ids(settings)
+    cur.execute("SELECT last_record FROM feed_counter WHERE id = 1")
+    version = int(cur.fetchone()[0])
+    cur.execute("SELECT id, supplied::text FROM projects WHERE id = ANY(%s)", (pids,))
+    fields = {pid: orjson.loads(text) for pid, text in cur.fetchall()}
+    fields.update({pid: f for pid, (f, _) in (supplied or {}).items()})
+    members = _members(cur, pids, settings.base_url, merger)
+    builds = [_build(pid, members.get(pid, []), fields.get(pid, {}), oc4ids, version, touched[pid], owners.get(pid))
+              for pid in pids]
+    return _commit(cur, settings, builds, supplied)
+
+
+def build_pending(conn: Any, settings: Settings, merger: CompilerSource, limit: int = 32) -> tuple[int, int]:
+    """One round of the project builder: rebuild up to ``limit`` marked projects (oldest marks first), each once.
+
+    Reads the marks, the members and the supplied fields in one snapshot (REPEATABLE READ), builds outside any
+    lock, then writes in a short transaction that takes feed_counter's lock first (the writers' order) and
+    clears each mark its build covers; a project marked again meanwhile stays marked for the next round.
+    Returns (projects built, events appended).
+    """
+    oc4ids = _oc4ids(settings)
+    with conn.cursor() as cur:
+        cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("SELECT project_id, version, release_id, date, publisher, owner, local_id FROM project_dirty "
+                    "ORDER BY version, project_id LIMIT %s", (limit,))
+        marks = {pid: (int(version), Cause(rid, date, publisher), (owner, local) if owner and local else None)
+                 for pid, version, rid, date, publisher, owner, local in cur.fetchall()}
+        if not marks:
+            conn.commit()
+            return 0, 0
+        pids = sorted(marks)
+        cur.execute("SELECT id, supplied::text FROM projects WHERE id = ANY(%s)", (pids,))
+        fields = {pid: orjson.loads(text) for pid, text in cur.fetchall()}
+        members = _members(cur, pids, settings.base_url, merger)
+    conn.commit()
+    builds = [_build(pid, members.get(pid, []), fields.get(pid, {}), oc4ids, *marks[pid]) for pid in pids]
+    with conn.cursor() as cur:
+        cur.execute("SELECT last FROM feed_counter WHERE id = 1 FOR UPDATE")
+        events = _commit(cur, settings, builds)
+        execute_values(cur, "DELETE FROM project_dirty d USING (VALUES %s) AS v(id, version) "
+                       "WHERE d.project_id = v.id AND d.version <= v.version",
+                       [(b.pid, b.version) for b in builds], page_size=len(builds))
+    conn.commit()
+    return len(builds), events
+
+
+def pending(conn: Any) -> int:
+    """How many projects wait for the builder."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM project_dirty")
+        n = int(cur.fetchone()[0])
+    conn.commit()
+    return n
 
 
 def _event(pid: str, old: dict[str, Any] | None, new: dict[str, Any], old_digest: str | None, new_digest: str,
@@ -238,7 +342,7 @@ def _event(pid: str, old: dict[str, Any] | None, new: dict[str, Any], old_digest
 
 
 _COLUMNS = ("id", "publisher", "local_id", "data", "digest", "supplied", "supplied_by", "overview", "title",
-            "authority", "status", "members", "search", "seq")
+            "authority", "status", "members", "search", "seq", "built_version")
 _KEPT = {"publisher", "local_id", "id", "supplied_by"}
 _UPSERT = (
     f"INSERT INTO projects ({', '.join(_COLUMNS)}) VALUES %s ON CONFLICT (id) DO UPDATE SET "
@@ -247,19 +351,20 @@ _UPSERT = (
 )
 
 
-def _save(cur: Cursor, writes: list[tuple[Any, ...]], first_seq: int, owners: Mapping[str, tuple[str, str]],
+def _save(cur: Cursor, writes: Sequence[_Build], first_seq: int,
           supplied: Mapping[str, tuple[dict[str, Any], str]]) -> None:
     rows = []
-    for seq, (pid, project, dig, fields, overview, count) in enumerate(writes, start=first_seq):
-        publisher, local = owners.get(pid, ("", pid))
+    for seq, b in enumerate(writes, start=first_seq):
+        publisher, local = b.owner or ("", b.pid)
+        overview = b.overview
         title, authority = overview.get("title"), (overview.get("public_authority") or {}).get("name")
-        words = (title, authority, pid, *overview.get("buyers", ()))
+        words = (title, authority, b.pid, *overview.get("buyers", ()))
         search = writer.unaccent(" ".join(str(v) for v in words if v)).lower()
-        rows.append((pid, publisher, local, writer.json_text(project), dig, writer.json_text(fields),
-                     supplied[pid][1] if pid in supplied else None, writer.json_text(overview), title, authority,
-                     overview.get("status"), count, search, seq))
+        rows.append((b.pid, publisher, local, writer.json_text(b.project), b.digest, writer.json_text(b.fields),
+                     supplied[b.pid][1] if b.pid in supplied else None, writer.json_text(overview), title, authority,
+                     overview.get("status"), b.members, search, seq, b.version))
     execute_values(cur, _UPSERT, rows, page_size=len(rows),
-                   template="(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, %s, %s)")
+                   template="(%s, %s, %s, %s, %s, %s::jsonb, %s, %s::jsonb, %s, %s, %s, %s, %s, %s, %s)")
 
 
 def _append(cur: Cursor, events: list[dict[str, Any]], first: int) -> None:
@@ -279,18 +384,18 @@ def _append(cur: Cursor, events: list[dict[str, Any]], first: int) -> None:
 
 
 def supply(conn: Any, pid: str, publisher: str, local: str, fields: dict[str, Any], supplied_by: str,
-           settings: Settings) -> bool:
+           settings: Settings, merger: CompilerSource) -> bool:
     """Store supplied project-level fields for ``pid`` (replacing earlier ones) and rebuild it, in one
     transaction. Returns whether the project changed."""
     with conn.cursor() as cur:
         cur.execute("SELECT last FROM feed_counter WHERE id = 1 FOR UPDATE")  # the writers' lock order
-        changed = rebuild(cur, settings, {pid: Cause(publisher=publisher)}, {}, {pid: (publisher, local)},
+        changed = rebuild(cur, settings, merger, {pid: Cause(publisher=publisher)}, {pid: (publisher, local)},
                           {pid: (fields, supplied_by)})
     conn.commit()
     return changed > 0
 
 
-def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema) -> list[tuple[str, str]]:
+def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema, merger: CompilerSource) -> list[tuple[str, str]]:
     """Supply the fields of the operators' projects file (``settings.projects_file``): every entry is checked
     against the OC4IDS project schema first (nothing is applied when one fails), then each project whose stored
     fields differ gets them. Returns (project id, "changed" / "stored" / "unchanged") per entry."""
@@ -312,6 +417,6 @@ def apply_file(conn: Any, settings: Settings, schema: Oc4idsSchema) -> list[tupl
         if row is not None and orjson.loads(row[0]) == entry.fields:
             out.append((pid, "unchanged"))
             continue
-        changed = supply(conn, pid, entry.publisher, entry.local_id, entry.fields, "operator", settings)
+        changed = supply(conn, pid, entry.publisher, entry.local_id, entry.fields, "operator", settings, merger)
         out.append((pid, "changed" if changed else "stored"))
     return out

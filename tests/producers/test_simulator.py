@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import json
+import re
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from core.schema import OcdsSchema
 from producers.simulator import (
     DEFECTS,
     DIRECT_AWARD_LIMIT,
+    INFRASTRUCTURE,
     PREFIX,
     RED_FLAGS,
     SimulatedRelease,
@@ -194,6 +196,25 @@ def test_red_flags_planted_and_labelled(processes: dict[str, Process]) -> None:
         else:
             assert "split-below-threshold" not in p.flags
     assert groups and all(len(g) >= 3 for g in groups.values())
+
+
+def test_a_share_of_processes_build_infrastructure_projects() -> None:
+    """About 30% of processes name one of 20 investment projects by a Cartera key (every release of such a
+    process names the same key and the project's name); the rest name none, and project_share=0 names none."""
+    named: dict[str, set[tuple[str, str] | None]] = defaultdict(set)
+    for event in simulate(seed=4, processes=3000):
+        budget = (event.release.get("planning") or {}).get("budget") or {}
+        named[event.release["ocid"]].add((budget["projectID"], budget["project"]) if "projectID" in budget else None)
+    assert all(len(keys) == 1 for keys in named.values()), "a process changed project"
+    keys = Counter(next(iter(k)) for k in named.values())
+    members = sum(n for key, n in keys.items() if key is not None)
+    assert 0.27 < members / len(named) < 0.33
+    projects = {key for key in keys if key is not None}
+    assert len(projects) == len(INFRASTRUCTURE) == 20
+    assert all(re.fullmatch(r"24\d{2}[0-9A-Z]{3}\d{4}", key) for key, _ in projects)
+    assert len({name for _, name in projects}) == 20
+    plain = simulate(seed=4, processes=300, project_share=0.0)
+    assert not any("projectID" in ((e.release.get("planning") or {}).get("budget") or {}) for e in plain)
 
 
 def test_long_process_and_speed() -> None:

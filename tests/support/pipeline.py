@@ -107,12 +107,13 @@ def processed_offsets(settings: Settings, group: str | None = None, topic: str |
 
 def wait_caught_up(settings: Settings, *, group: str | None = None, topic: str | None = None,
                    timeout: float = 120.0) -> float:
-    """Wait until the store has processed the topic up to its end offsets; return the seconds waited."""
+    """Wait until the store has processed the topic up to its end offsets, and built every project marked on the
+    way; return the seconds waited."""
     ends = {p: o for p, o in end_offsets(settings, topic).items() if o > 0}
     started = time.monotonic()
     while True:
         done = processed_offsets(settings, group, topic)
-        if all(done.get(p, 0) >= o for p, o in ends.items()):
+        if all(done.get(p, 0) >= o for p, o in ends.items()) and not count(settings, "project_dirty"):
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
             raise AssertionError(f"not caught up after {timeout:.0f}s: processed {done}, topic ends {ends}")
@@ -160,9 +161,9 @@ class Snapshot:
     releases: frozenset[tuple[str, str, str]]  # (ocid, release id, digest)
     records: dict[str, tuple[bytes, bytes]]  # ocid -> (compiled, versioned), canonical JSON
     changes: tuple[tuple[int, str, str, str], ...]  # (cursor, ocid, release id, kind), by cursor: processes'
-    # Projects are rebuilt once per batch, so how many project.updated events a run writes depends on where its
-    # batches began: what runs must agree on is the projects, and that each project's events chain its digests
-    # from nothing to the stored project (none lost, none repeated).
+    # The project builder rebuilds each marked project once per round, so how many project.updated events a run
+    # writes depends on when its rounds ran: what runs must agree on is the projects, and that each project's
+    # events chain its digests from nothing to the stored project (none lost, none repeated).
     projects: dict[str, bytes] = field(default_factory=dict)  # id -> the OC4IDS project, canonical JSON
     cursors: tuple[int, ...] = ()  # every change's cursor, projects' too
     project_chains: dict[str, tuple[str | None, ...]] = field(default_factory=dict)  # id -> previous, digests...

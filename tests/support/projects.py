@@ -18,11 +18,13 @@ import psycopg2
 from oc4idskit.transforms import run_transforms
 
 from core.oc4ids import Oc4idsSchema, load_oc4ids_schema
+from core.profiles import CompilerSource
 from core.projects import OPTIONAL_TRANSFORMS, canonical, conform, default_title, linked_releases, local_project_id
 from core.projects import Member as ProjectMember
 from core.publishers import load_publishers
 from core.schema import OcdsSchema, load_schema
 from core.settings import Settings
+from core.store import projects as store_projects
 from core.store.connection import connect
 from streams.processor import BatchProcessor, Incoming
 from tests.support import pipeline
@@ -76,7 +78,10 @@ class Feeder:
         self.processor = BatchProcessor(settings, _schema(), load_publishers(settings.publishers_file),
                                         lambda: connect(settings))
 
-    def send(self, releases: Iterable[dict[str, Any]], batch: int = 100, publisher: str = "bulk") -> int:
+    def send(self, releases: Iterable[dict[str, Any]], batch: int = 100, publisher: str = "bulk",
+             build: bool = True) -> int:
+        """Process the releases in batches, then (``build``) run the project builder until nothing is marked;
+        returns the change events appended."""
         items = list(releases)
         changes = 0
         for start in range(0, len(items), batch):
@@ -87,7 +92,7 @@ class Feeder:
             result = self.processor.process(msgs)
             assert result.rejected == 0, result
             changes += result.changes
-        return changes
+        return changes + (build_all(self.settings, self.processor.profiles) if build else 0)
 
     def close(self) -> None:
         self.processor.close()
@@ -98,6 +103,20 @@ def _schema() -> OcdsSchema:
     from tests.conftest import SCHEMA_DIR
 
     return load_schema(SCHEMA_DIR, cache_dir=Path("/nonexistent"))
+
+
+def build_all(settings: Settings, merger: CompilerSource) -> int:
+    """Run the project builder's rounds until no project is marked; returns the project events appended."""
+    conn = connect(settings)
+    events = 0
+    try:
+        while True:
+            built, appended = store_projects.build_pending(conn, settings, merger)
+            events += appended
+            if not built:
+                return events
+    finally:
+        conn.close()
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:

@@ -153,4 +153,4 @@ def base_settings() -> Settings:
     from tests.conftest import EXTENSIONS_DIR, SCHEMA_DIR, SHARED
 
     return load_settings(schema_dir=SCHEMA_DIR, extensions_dir=EXTENSIONS_DIR, extensions_download=False,
-                         oc4ids_dir=SHARED / "oc4ids" / "0.9.4")
+                         oc4ids_dir=SHARED / "oc4ids" / "0.9.4", project_build_interval=0.1)
