@@ -82,33 +82,44 @@ def thread_seconds(pid: int, tids: list[int]) -> float:
 
 class SplitMeter(CpuMeter):
     """A CpuMeter over workers, PostgreSQL and Kafka that also takes the workers' named threads apart:
-    ``workers`` is then what is left of the workers besides ``relay`` and ``projects``."""
+    ``workers`` is then what is left of the workers besides ``relay`` and ``projects``.
+
+    The threads are looked up at ``start`` and again at ``stop``; one that appeared in between (a worker that
+    was still starting) counts with all its CPU time, which before its first batch is close to none."""
 
     def __init__(self, workers: list[int], data_directory: str, kafka_dir: Path) -> None:
         groups: dict[str, list[int] | Callable[[], list[int]]] = {
             "workers": workers, "postgres": postgres_pids(data_directory), "kafka": kafka_pids(kafka_dir)}
         super().__init__(groups)
         self.workers = workers
-        self.threads: dict[int, dict[str, list[int]]] | None = None
-        self._thread_start: dict[str, float] = {}
+        self.found: dict[int, dict[str, list[int]]] = {}
+        self._thread_start: dict[tuple[int, int], float] = {}
 
-    def _thread_seconds(self) -> dict[str, float]:
-        if self.threads is None:
-            found = {pid: named_threads(pid) for pid in self.workers}
-            self.threads = {pid: tids for pid, tids in found.items() if tids is not None}
-        return {group: sum(thread_seconds(pid, tids[group]) for pid, tids in self.threads.items())
-                for group in THREADS}
+    def _threads(self) -> dict[tuple[str, int, int], float]:
+        """CPU seconds so far of every named thread of the workers, by (group, pid, thread id)."""
+        out = {}
+        for pid in self.workers:
+            named = named_threads(pid)
+            if named is None:
+                continue
+            self.found[pid] = named
+            for group, tids in named.items():
+                for tid in tids:
+                    out[group, pid, tid] = thread_seconds(pid, [tid])
+        return out
 
     def start(self) -> None:
         super().start()
-        self._thread_start = self._thread_seconds()
+        self._thread_start = {(pid, tid): seconds for (_, pid, tid), seconds in self._threads().items()}
 
     def stop(self) -> dict[str, float]:
         wall = max(1e-9, time.monotonic() - self._wall)
         out = super().stop()
-        now = self._thread_seconds()
+        spent = {group: 0.0 for group in THREADS}
+        for (group, pid, tid), seconds in self._threads().items():
+            spent[group] += seconds - self._thread_start.get((pid, tid), 0.0)
         for group in THREADS:
-            out[group] = (now[group] - self._thread_start.get(group, 0.0)) / wall
+            out[group] = spent[group] / wall
             out["workers"] -= out[group]
         out["other"] = out["machine"] - sum(out[g] for g in ("workers", *THREADS, "postgres", "kafka"))
         return out
@@ -116,5 +127,4 @@ class SplitMeter(CpuMeter):
     @property
     def threads_known(self) -> bool:
         """Whether py-spy named the relay thread of every worker."""
-        return bool(self.threads) and len(self.threads or {}) == len(self.workers) and all(
-            tids["relay"] for tids in (self.threads or {}).values())
+        return len(self.found) == len(self.workers) and all(tids["relay"] for tids in self.found.values())
