@@ -6,9 +6,10 @@ many batches marked it since the last, with :func:`core.store.projects.build_pen
 ``project.updated`` events to the change log. One worker's builder runs at a time (a PostgreSQL advisory
 lock); the others wait to take over.
 
-Its cost is bounded: rounds start at least ``project_build_interval`` seconds apart, and when rounds are long
-(big projects changing all the time) the builder rests long enough to take at most ``project_build_share`` of
-the time. A project's record therefore lags its processes by about a round under load, and catches up when
+Its cost is bounded: rounds start at least ``project_build_interval`` seconds apart, and when the stream marked
+projects during a round (it is busy) the builder rests long enough to take at most ``project_build_share`` of
+the time; when it did not (the stream is idle, or a backlog of old marks is left), the next round comes after
+the interval. A project's record therefore lags its processes by about a round under load, and catches up when
 the stream slows; a mark never expires.
 """
 
@@ -56,12 +57,19 @@ class ProjectBuilder(StoreThread):
                         break
                     self._stop.wait(5.0)  # another worker builds
             while not self._stop.is_set():
+                newest = projects.newest_mark(conn)
                 started = time.monotonic()
                 built, events = projects.build_pending(conn, self.settings, self.merger)
                 took = time.monotonic() - started
-                if built:
-                    logger.debug("rebuilt %d projects (%d changed) in %.2fs", built, events, took)
+                if not built:
+                    self._stop.wait(0.2)
+                    continue
+                logger.debug("rebuilt %d projects (%d changed) in %.2fs", built, events, took)
+                # the stream marked projects during the round: it is busy, and rebuilding keeps to its share;
+                # else (the stream is idle, or a backlog of old marks is left) the next round comes soon
+                busy = projects.newest_mark(conn) > newest
                 self._stop.wait(rest_after(took, self.settings.project_build_interval,
-                                           self.settings.project_build_share) if built else 0.2)
+                                           self.settings.project_build_share) if busy
+                                else self.settings.project_build_interval)
         finally:
             conn.close()  # also releases the lock

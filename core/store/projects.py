@@ -312,13 +312,13 @@ def build_pending(conn: Any, settings: Settings, merger: CompilerSource, limit: 
     return len(builds), events
 
 
-def pending(conn: Any) -> int:
-    """How many projects wait for the builder."""
+def newest_mark(conn: Any) -> int:
+    """The version of the newest mark (0: none): it grows while the stream touches projects."""
     with conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM project_dirty")
-        n = int(cur.fetchone()[0])
+        cur.execute("SELECT coalesce(max(version), 0) FROM project_dirty")
+        newest = int(cur.fetchone()[0])
     conn.commit()
-    return n
+    return newest
 
 
 def _event(pid: str, old: dict[str, Any] | None, new: dict[str, Any], old_digest: str | None, new_digest: str,

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 
 from core.profiles import Profiles
@@ -124,3 +125,31 @@ def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Set
     assert len(support.project_events(store)[PID]) == 1
     assert pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
                           (PROJECT_BUILDER_LOCK,))[0][0] == 0
+
+
+@pytest.mark.integration
+def test_an_idle_stream_does_not_make_the_builder_rest(store: Settings, profiles: Profiles) -> None:
+    """40 projects marked and no stream: the builder's rounds (32 projects at most) follow each other after the
+    interval, not after the rest that keeps it to its share while the stream is busy (here 99x a round)."""
+    rows = [(f"oc4ids-test01-P{n}", "bulk", f"P{n}", orjson.dumps({"title": f"Proyecto {n}"}).decode(), "operator")
+            for n in range(40)]
+    conn = connect(store)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO project_fields (id, publisher, local_id, fields, supplied_by) "
+                        "VALUES (%s, %s, %s, %s, %s)", rows)
+        cur.executemany("INSERT INTO project_dirty (project_id, version, owner, local_id) VALUES (%s, 1, %s, %s)",
+                        [(pid, owner, local) for pid, owner, local, *_ in rows])
+    conn.commit()
+    conn.close()
+    quick = store.model_copy(update={"project_build_interval": 0.1, "project_build_share": 0.01})
+    builder = ProjectBuilder(quick, lambda: connect(quick), profiles)
+    builder.start()
+    try:
+        deadline = time.monotonic() + 20
+        while _marks(store) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        builder.stop()
+    assert _marks(store) == [], "the builder rested as if the stream were busy"
+    assert pipeline.count(store, "projects") == 40
+    assert support.stored_projects(store)["oc4ids-test01-P7"]["title"] == "Proyecto 7"
