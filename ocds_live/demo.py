@@ -54,12 +54,19 @@ def run_demo(settings: Settings, *, rate: float, processes: int) -> int:
     try:
         _wait_http(f"{settings.base_url}/healthz", 60)
         children.append(subprocess.Popen([*cli, "watch", "--text"], start_new_session=True))  # alerts, as they come
+        # the watchdog service stores and delivers the same alerts: the dashboard, /flags and /api/alerts show them
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        with (settings.data_dir / "watchdog-service.log").open("ab") as log:
+            children.append(subprocess.Popen([*cli, "watch", "--service"], stdout=log, stderr=subprocess.STDOUT,
+                                             start_new_session=True))
         base = settings.base_url
         print(f"\nocds-live demo is running:\n"
               f"  dashboard   {base}/\n"
               f"  changes     {base.replace('http', 'ws', 1)}/ws/changes\n"
               f"  API         {base}/api/records/<ocid>   {base}/docs\n"
               f"  watchdog    red-flag alerts print below as ALERT lines (ocds-live watch)\n"
+              f"  alerts      {base}/flags   {base}/api/alerts   (stored by `ocds-live watch --service`, "
+              f"log: {settings.data_dir / 'watchdog-service.log'})\n"
               f"sending simulated Mexican federal releases at {rate:g}/s; Ctrl-C stops everything\n", flush=True)
         import orjson
 
