@@ -108,14 +108,20 @@ class KeyHashCache(DefaultPartitioner):  # type: ignore[misc]  # kafka-python ha
 
 
 class ReleaseProducer:
-    """Puts releases on the releases topic and returns only once Kafka acknowledged them."""
+    """Puts releases on the releases topic and returns only once Kafka acknowledged them.
+
+    A producer whose releases were not acknowledged in time is replaced by a new one before the next send.
+    kafka-python's idempotent producer, once batches that were in flight when the broker crashed have expired,
+    never sends again (every later flush times out, seen in bench/soak.py's broker crash and reproduced by
+    ``tests/core/test_kafka_broker_crash.py``): a long-lived sender (the ingest endpoint, ``simulate``, a
+    retrying loop) would stay stuck after a broker restart. Releases the old producer still held were not
+    acknowledged, so their caller already knows to send them again.
+    """
 
     def __init__(self, settings: Settings, *, client_id: str = "ocds-live", **overrides: Any) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
         self.topic = settings.releases_topic
-        options: dict[str, Any] = {
+        self._servers = settings.kafka_bootstrap_servers
+        self._options: dict[str, Any] = {
             "bootstrap_servers": settings.kafka_bootstrap_servers,
             "client_id": client_id,
             "acks": "all",
@@ -130,44 +136,98 @@ class ReleaseProducer:
             "max_block_ms": 10_000,
             "bootstrap_timeout_ms": 10_000,
         }
-        options.update(overrides)
+        self._options.update(overrides)
+        self.replaced = 0  # producers replaced after unacknowledged releases
+        self._producer: Any = self._connect()
+
+    def _connect(self) -> Any:
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
+
         try:
-            self._producer = KafkaProducer(**options)
+            return KafkaProducer(**self._options)
         except KafkaError as exc:
             raise BrokerUnavailableError(
-                f"cannot reach Kafka at {settings.kafka_bootstrap_servers}: {exc}; "
-                f"start it with `ocds-live services up`"
+                f"cannot reach Kafka at {self._servers}: {exc}; start it with `ocds-live services up`"
             ) from exc
+
+    def _current(self) -> Any:
+        if self._producer is None:  # replaced after a timeout: connect again (raises while the broker is away)
+            self._producer = self._connect()
+        return self._producer
+
+    def discard(self) -> None:
+        """Drop the current producer and what it still holds unacknowledged; the next send connects anew."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            self.replaced += 1
+            logger.warning("replacing the Kafka producer %s after releases it held were not acknowledged in time",
+                           self._options["client_id"])
+            _force_close(producer)
 
     def send(self, release: OutgoingRelease, topic: str | None = None) -> Any:
         """Queue one release; returns kafka-python's future (call ``.get()`` to wait for the ack)."""
         from kafka.errors import KafkaError
 
         try:
-            return self._producer.send(
+            return self._current().send(
                 topic or self.topic, key=release.ocid.encode(), value=release.value, headers=release.headers()
             )
         except KafkaError as exc:
             raise BrokerUnavailableError(f"kafka refused ocid={release.ocid}: {exc}") from exc
 
     def send_all(self, releases: Sequence[OutgoingRelease], timeout: float = 30.0) -> list[Any]:
-        """Send every release and wait until Kafka acknowledged each (acks=all); return their metadata."""
+        """Send every release and wait until Kafka acknowledged each (acks=all); return their metadata.
+
+        On a timeout the producer is replaced (see the class), so that sending again can succeed."""
         from kafka.errors import KafkaError, KafkaTimeoutError
 
         futures = [self.send(r) for r in releases]
-        self._producer.flush(timeout=timeout)
         try:
+            self._current().flush(timeout=timeout)
             return [f.get(timeout=timeout) for f in futures]
         except KafkaTimeoutError as exc:
+            self.discard()
             raise BrokerUnavailableError(f"kafka did not acknowledge within {timeout:.0f}s: {exc}") from exc
         except KafkaError as exc:
             raise BrokerError(f"kafka refused a release: {exc}") from exc
 
     def flush(self, timeout: float | None = None) -> None:
-        self._producer.flush(timeout=timeout)
+        """Wait until everything sent was acknowledged or failed; BrokerUnavailableError after ``timeout``."""
+        from kafka.errors import KafkaTimeoutError
+
+        try:
+            self._current().flush(timeout=timeout)
+        except KafkaTimeoutError as exc:
+            self.discard()
+            raise BrokerUnavailableError(f"kafka did not acknowledge within {timeout}s: {exc}") from exc
 
     def close(self, timeout: float = 10.0) -> None:
-        self._producer.close(timeout=timeout)
+        """Flush for at most ``timeout`` seconds, then close; what is still unacknowledged then is dropped
+        (logged: its senders were not told it was acknowledged)."""
+        from kafka.errors import KafkaTimeoutError
+
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return
+        try:
+            producer.close(timeout=timeout)
+        except KafkaTimeoutError:
+            logger.warning("closed the Kafka producer %s with releases it could not deliver within %ss",
+                           self._options["client_id"], timeout)
+            _force_close(producer)
+
+
+def _force_close(producer: Any) -> None:
+    """Close a kafka-python producer now. Its ``close`` flushes first and raises when that times out, leaving
+    the sender thread running: stop that thread ourselves (``force_close``, kafka-python's own way out)."""
+    from kafka.errors import KafkaTimeoutError
+
+    with contextlib.suppress(KafkaTimeoutError):
+        producer.close(timeout=0)
+    sender = getattr(producer, "_sender", None)
+    if sender is not None and sender.is_alive():
+        sender.force_close()
 
 
 def ensure_topics(settings: Settings) -> None:
