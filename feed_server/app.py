@@ -14,13 +14,14 @@ from typing import Any, cast
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from core.exceptions import StoreUnavailableError
 from core.extensions import ExtensionResolver
 from core.pauses import PlannedCollections
 from core.profiles import Profiles
 from core.publishers import load_publishers
 from core.schema import load_schema
 from core.settings import Settings
-from core.store.connection import database_url
+from core.store.connection import database_url, redacted
 from feed_server import alerts, api, atom, ingest, pages, projects, search, status, ws, ws_alerts
 from feed_server.fanout import FanOut
 from feed_server.hub import ChangeHub, Database
@@ -29,6 +30,7 @@ from feed_server.ratelimit import ClientLimiter
 from feed_server.responses import problem
 
 logger = logging.getLogger("ocds_live.feed")
+STORE_RETRY_AFTER = 5  # seconds a client waits before asking again while PostgreSQL is away
 
 
 async def _watch_senders(app: FastAPI) -> None:
@@ -46,6 +48,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         url = database_url(settings)
         db = Database(url)
+        await db.wait_until_reachable(redacted(url))
         schema = await asyncio.to_thread(load_schema, settings.schema_dir, settings.cache_dir)
         # records store a checkpoint of the compiled release that readers bring up to date (core.store.reader),
         # each with the profile (core schema + extensions) its releases declare
@@ -83,6 +86,13 @@ def create_app(settings: Settings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+
+    @app.exception_handler(StoreUnavailableError)
+    async def store_unavailable(request: Request, exc: StoreUnavailableError) -> Response:
+        """PostgreSQL is away (restarting, unreachable): a temporary failure, not a server error."""
+        logger.warning("%s %s: %s", request.method, request.url.path, exc)
+        return problem(503, f"the store is unavailable for now ({exc}); retry after {STORE_RETRY_AFTER}s",
+                       **{"Retry-After": str(STORE_RETRY_AFTER)})
 
     @app.middleware("http")
     async def measure_and_limit(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -27,10 +27,11 @@ import orjson
 import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
-from core.exceptions import OcdsLiveError
+from core.exceptions import OcdsLiveError, StoreUnavailableError
 from core.filters import ChangeFilter
 from core.profiles import CompilerSource
 from core.store import reader
+from core.store.connection import translated_errors
 from feed_server.encoding import ascii_json, brief, compact
 
 logger = logging.getLogger("ocds_live.feed")
@@ -90,23 +91,48 @@ def replaced_error(cursor: int, generation: reader.Generation | None) -> dict[st
 
 
 class Database:
-    """A small thread-safe psycopg2 pool; every query runs in a worker thread."""
+    """A small thread-safe psycopg2 pool; every query runs in a worker thread.
+
+    It connects on demand, so it can be made while PostgreSQL is away. A query that finds PostgreSQL
+    unreachable (or loses it midway) raises :class:`StoreUnavailableError` (the app answers 503) and its
+    connection is dropped, so the next query connects anew once the server is back."""
 
     def __init__(self, url: str, maxconn: int = 8) -> None:
-        self.pool = ThreadedConnectionPool(1, maxconn, url, application_name="ocds-live-feed")
+        self.pool = ThreadedConnectionPool(0, maxconn, url, application_name="ocds-live-feed", connect_timeout=5)
 
     async def run(self, fn: Any, *args: Any) -> Any:
         def call() -> Any:
-            conn = self.pool.getconn()
+            with translated_errors():
+                conn = self.pool.getconn()
+            broken = False
             try:
-                return fn(conn, *args)
+                with translated_errors():
+                    return fn(conn, *args)
+            except StoreUnavailableError:
+                broken = True
+                raise
             except Exception:
                 conn.rollback()
                 raise
             finally:
-                self.pool.putconn(conn)
+                self.pool.putconn(conn, close=broken or bool(conn.closed))
 
         return await asyncio.to_thread(call)
+
+    async def wait_until_reachable(self, where: str, say_every: float = 10.0) -> None:
+        """Return once PostgreSQL answers; until then say every ``say_every`` seconds that we wait, and why."""
+        loop = asyncio.get_running_loop()
+        said = -say_every
+        while True:
+            try:
+                await self.run(reader.head)
+                return
+            except StoreUnavailableError as exc:
+                if loop.time() - said >= say_every:
+                    said = loop.time()
+                    logger.warning("waiting for PostgreSQL at %s (%s); the feed server starts once it answers",
+                                   where, exc)
+                await asyncio.sleep(1.0)
 
     def close(self) -> None:
         self.pool.closeall()

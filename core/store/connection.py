@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg2
 import psycopg2.errors
@@ -28,6 +29,15 @@ def embedded_url(settings: Settings) -> str | None:
     if info is None or not info.is_running():
         return None
     return str(info.get_uri())
+
+
+def redacted(url: str) -> str:
+    """``url`` without its password, to name the server in messages and logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def database_url(settings: Settings) -> str:

@@ -22,3 +22,11 @@ def test_a_refusal_with_a_sqlstate_stays_a_refusal() -> None:
     with pytest.raises(StoreError) as caught, translated_errors():
         raise psycopg2.errors.UniqueViolation("duplicate key")
     assert not isinstance(caught.value, StoreUnavailableError)
+
+
+def test_redacted_hides_the_password_and_keeps_where() -> None:
+    """Messages name the server without its password."""
+    from core.store.connection import redacted
+
+    assert redacted("postgresql://ocds:s3cret@db.example:5433/live") == "postgresql://ocds:***@db.example:5433/live"
+    assert redacted("postgresql://ocds@db.example/live") == "postgresql://ocds@db.example/live"
