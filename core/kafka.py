@@ -163,7 +163,7 @@ class ReleaseProducer:
             self.replaced += 1
             logger.warning("replacing the Kafka producer %s after releases it held were not acknowledged in time",
                            self._options["client_id"])
-            _force_close(producer)
+            force_close(producer)
 
     def send(self, release: OutgoingRelease, topic: str | None = None) -> Any:
         """Queue one release; returns kafka-python's future (call ``.get()`` to wait for the ack)."""
@@ -215,16 +215,17 @@ class ReleaseProducer:
         except KafkaTimeoutError:
             logger.warning("closed the Kafka producer %s with releases it could not deliver within %ss",
                            self._options["client_id"], timeout)
-            _force_close(producer)
+            force_close(producer)
 
 
-def _force_close(producer: Any) -> None:
-    """Close a kafka-python producer now. Its ``close`` flushes first and raises when that times out, leaving
-    the sender thread running: stop that thread ourselves (``force_close``, kafka-python's own way out)."""
+def force_close(producer: Any, timeout: float = 0.0) -> None:
+    """Close a kafka-python producer within ``timeout`` seconds, dropping what it could not deliver by then.
+    Its own ``close`` flushes first and raises when that times out, leaving the sender thread running: stop
+    that thread ourselves (``force_close``, kafka-python's own way out)."""
     from kafka.errors import KafkaTimeoutError
 
     with contextlib.suppress(KafkaTimeoutError):
-        producer.close(timeout=0)
+        producer.close(timeout=timeout)
     sender = getattr(producer, "_sender", None)
     if sender is not None and sender.is_alive():
         sender.force_close()

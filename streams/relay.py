@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg2.extensions
 
-from core.kafka import KeyHashCache
+from core.kafka import KeyHashCache, force_close
 from core.store.locks import RELAY_LOCK
 from streams.background import StoreThread
 
@@ -51,7 +51,9 @@ class Relay(StoreThread):
                     if not moved:
                         self._stop.wait(0.1)
         finally:
-            producer.close(timeout=5)
+            # not producer.close(), which raises when it cannot flush and leaves its sender thread running (after
+            # a broker crash it never sends again); what it drops was not marked relayed, and is sent again
+            force_close(producer, timeout=5)
             conn.close()
 
     def _changes(self, cur: Any, producer: Any) -> int:
