@@ -106,15 +106,35 @@ def _head(settings: Settings) -> int:
         conn.close()
 
 
+def _marked_projects(settings: Settings) -> int | None:
+    """Projects the stream marked that the project builder has not rebuilt since (None: the store is away)."""
+    try:
+        conn = psycopg2.connect(settings.database_url, connect_timeout=2)
+    except psycopg2.Error:
+        return None
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT count(*) FROM project_dirty")
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+    except psycopg2.Error:
+        return None
+    finally:
+        conn.close()
+
+
 def _caught_up(settings: Settings, acked: dict[int, int], timeout: float) -> float:
+    """Wait until the store has processed every acknowledged offset and the project builder has rebuilt every
+    marked project (as ``ocds-live replay`` waits for its store); the seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         done = _processed(settings)
-        if done is not None and all(done.get(p, 0) >= end for p, end in acked.items()):
+        if done is not None and all(done.get(p, 0) >= end for p, end in acked.items()) \
+                and _marked_projects(settings) == 0:
             return time.monotonic() - started
         time.sleep(0.5)
     raise SystemExit(f"the store did not catch up within {timeout:.0f}s: processed {_processed(settings)}, "
-                     f"acknowledged {acked}")
+                     f"acknowledged {acked}, projects still marked {_marked_projects(settings)}")
 
 
 def _compiler(settings: Settings) -> Profiles:
