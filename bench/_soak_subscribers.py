@@ -12,6 +12,7 @@ the store's change log. Refusals (``error`` messages, HTTP 4xx) are recorded too
 from __future__ import annotations
 
 import asyncio
+import http.client
 import random
 import time
 import urllib.error
@@ -63,6 +64,7 @@ class Subscriber:
     servers: set[str] = field(default_factory=set)
     resumed_elsewhere: int = 0  # connections to another server than the previous one
     refusals: list[str] = field(default_factory=list)
+    cut_short: list[str] = field(default_factory=list)  # pull answers whose body ended early (reported, retried)
     down_since: float | None = None  # when its last connection ended (None: connected and caught up)
     server: str = ""  # the feed server of its current (or last) connection
     last_ok: float = 0.0  # when it last caught up (websocket) or got a page (pull)
@@ -174,7 +176,12 @@ class Subscribers:
         url = f"{server}/api/changes?{self._query(sub, limit=200)}"
         try:
             status, body = await asyncio.to_thread(_get, url)
-        except OSError:
+        except http.client.IncompleteRead as exc:
+            # the connection ended inside the body: the page is not taken, and asked for again (reported)
+            sub.cut_short.append(f"{server} at {time.monotonic():.0f}: {exc!r}")
+            await asyncio.sleep(0.2)
+            return
+        except (OSError, http.client.HTTPException):
             if sub.down_since is None:
                 sub.down_since = time.monotonic()
             await asyncio.sleep(0.2)

@@ -214,6 +214,9 @@ def run_soak(params: Params, base: Settings | None = None, say: Callable[[str], 
         seconds = time.monotonic() - started
         for child in feeds:
             child.stop()
+        cut = [f"{s.spec.name}: {c}" for s in subs.subs for c in s.cut_short]
+        if cut:
+            notes.append(f"{len(cut)} pull answers ended inside their body (asked again): {'; '.join(cut[:10])}")
         undone = [s.spec.name for s in subs.subs if not s.done]
         if undone:
             notes.append(f"subscribers that did not reach the final head: {', '.join(undone)}")
