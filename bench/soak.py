@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psycopg2
 
@@ -82,20 +83,26 @@ class SoakResult:
                 + sum(f.recovered is None for f in self.faults))
 
 
-def _processed(settings: Settings) -> dict[int, int] | None:
+def _rows(settings: Settings, sql: str, *params: object) -> list[tuple[Any, ...]] | None:
+    """The rows of one query on the soak's store; None while the store is away (PostgreSQL restarts)."""
     try:
         conn = psycopg2.connect(settings.database_url, connect_timeout=2)
     except psycopg2.Error:
         return None
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = %s "
-                        "AND topic = %s", (settings.app_id, settings.releases_topic))
-            return {int(p): int(o) for p, o in cur.fetchall()}
+            cur.execute(sql, params)
+            return cur.fetchall()
     except psycopg2.Error:
         return None
     finally:
         conn.close()
+
+
+def _processed(settings: Settings) -> dict[int, int] | None:
+    rows = _rows(settings, "SELECT partition, next_offset FROM consumer_offsets WHERE consumer_group = %s "
+                 "AND topic = %s", settings.app_id, settings.releases_topic)
+    return None if rows is None else {int(p): int(o) for p, o in rows}
 
 
 def _head(settings: Settings) -> int:
@@ -108,19 +115,8 @@ def _head(settings: Settings) -> int:
 
 def _marked_projects(settings: Settings) -> int | None:
     """Projects the stream marked that the project builder has not rebuilt since (None: the store is away)."""
-    try:
-        conn = psycopg2.connect(settings.database_url, connect_timeout=2)
-    except psycopg2.Error:
-        return None
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT count(*) FROM project_dirty")
-            row = cur.fetchone()
-            return int(row[0]) if row else 0
-    except psycopg2.Error:
-        return None
-    finally:
-        conn.close()
+    rows = _rows(settings, "SELECT count(*) FROM project_dirty")
+    return None if rows is None else int(rows[0][0])
 
 
 def _caught_up(settings: Settings, acked: dict[int, int], timeout: float) -> float:
