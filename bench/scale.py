@@ -223,8 +223,8 @@ def run_steps(stack: Settings, args: argparse.Namespace, folder: Path) -> list[S
 
 
 @contextlib.contextmanager
-def scratch_database(settings: Settings) -> Iterator[str]:
-    """A new empty database on the same server (dropped afterwards); its URL."""
+def scratch_database(settings: Settings, keep_as: str | None = None) -> Iterator[str]:
+    """A new empty database on the same server (dropped afterwards, or renamed ``keep_as``); its URL."""
     url = str(settings.database_url)
     name = f"ocds_bench_replay_{uuid.uuid4().hex[:10]}"
     admin = psycopg2.connect(url)
@@ -235,7 +235,12 @@ def scratch_database(settings: Settings) -> Iterator[str]:
         yield urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
     finally:
         with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if keep_as:
+                cur.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+                cur.execute(f'ALTER DATABASE "{name}" RENAME TO "{keep_as}"')
+                print(f"kept the replayed store as database {keep_as} (drop it when done)", flush=True)
+            else:
+                cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
 
 
@@ -257,16 +262,6 @@ def replay(stack: Settings, target: str, folder: Path) -> tuple[float, str]:
     if code:
         raise SystemExit(f"ocds-live replay failed ({code}):\n{text[-3000:]}")
     return seconds, text.strip().splitlines()[-1]
-
-
-def keep(stack: Settings, name: str) -> None:
-    """Copy the first store to database ``name`` on the same server (to study its plans afterwards)."""
-    admin = psycopg2.connect(urlunsplit(urlsplit(str(stack.database_url))._replace(path="/postgres")))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{name}" TEMPLATE "{urlsplit(str(stack.database_url)).path[1:]}"')
-    admin.close()
-    print(f"kept a copy of the store as database {name} (drop it when done)", flush=True)
 
 
 # --- targets ----------------------------------------------------------------------------------------------
@@ -296,11 +291,9 @@ def scale(args: argparse.Namespace, settings: Settings, folder: Path) -> int:
         print(f"scale: {args.releases:,} simulated releases in steps of {args.step:,}, {args.workers} workers, "
               f"1 feed server, database {urlsplit(str(stack.database_url)).path[1:]}; {load_note()}", flush=True)
         steps = run_steps(stack, args, folder)
-        if args.keep:
-            keep(stack, args.keep)
         first_pass = steps[-1].releases / sum(s.seconds for s in steps)
         topic_bytes = kafka_bytes(stack)
-        with scratch_database(stack) as target:
+        with scratch_database(stack, keep_as=args.keep) as target:
             seconds, report = replay(stack, target, folder)
             replay_rate = steps[-1].releases / seconds
             print(f"\nreplay: {seconds:.0f}s, {replay_rate:,.0f} releases/s ({report})", flush=True)
@@ -390,7 +383,9 @@ def main() -> int:
     parser.add_argument("--workers-table", default=None, metavar="1,2,4",
                         help="instead: throughput with these numbers of workers")
     parser.add_argument("--table-releases", type=int, default=30_000, help="releases per row of the workers table")
-    parser.add_argument("--keep", metavar="DATABASE", help="keep a copy of the store under this database name")
+    parser.add_argument("--keep", metavar="DATABASE",
+                        help="keep the replayed store (compared identical to the first) under this database name, "
+                        "to study its plans afterwards; it costs no disk beyond the run's")
     parser.add_argument("--workdir", type=Path, default=None, help="where the logs go (default: a temporary folder)")
     args = parser.parse_args()
     settings = base_settings()
