@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     )
     websub_hub: str | None = Field(default=None, description="a WebSub hub to advertise in Atom feeds")
     read_rate_limit: float = Field(default=50.0, gt=0, description="API requests per second per client")
+    search_window: int = Field(
+        default=10_000, ge=1, description="/api/search ranks by relevance, and counts facets and the total, over "
+        "the newest this many matches; beyond it the total is a lower bound (total_relation gte)"
+    )
     publisher_rate_limit: float = Field(
         default=200.0, gt=0, description="releases per second over HTTP ingest for a publisher whose entry sets none"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import logging
 import re
@@ -184,7 +185,8 @@ def render(
         kept = [(k, v) for k, v in params.items() if k != "cursor"]
         cursor = encode_cursor(query.sort, result.next, fingerprint(params))
         following = f"{base}/api/search?{urlencode([*kept, ('cursor', cursor)])}"
-    return {"results": results, "facets": result.facets, "links": {"next": following}, "total": result.total}
+    return {"results": results, "facets": result.facets, "links": {"next": following}, "total": result.total,
+            "total_relation": result.relation}
 
 
 _DOC = {
@@ -224,7 +226,8 @@ async def search(
     except BadParameter as exc:
         return problem(400, str(exc))
     try:
-        result = await request.app.state.db.run(store.search, query, request.app.state.compiler)
+        run = functools.partial(store.search, window=request.app.state.settings.search_window)
+        result = await request.app.state.db.run(run, query, request.app.state.compiler)
     except psycopg2.OperationalError as exc:  # includes a statement timeout
         logger.warning("search failed: %s", str(exc).strip())
         return problem(503, "search is unavailable or took too long; try again or narrow it", **{"Retry-After": "5"})

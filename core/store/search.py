@@ -17,6 +17,15 @@ page requests shows up if it sorts after the last row seen and not otherwise; no
 it was *updated* between requests so that its key moved past the cursor (a new release changes its date
 and amount), and such a moved record can also be missed.
 
+**Bounded cost: the window.** Ranking by relevance and counting facets visit every match they are given,
+and a common word matches most of the store (``adjudicacion`` matches 87% of the records). So both work on
+the *window*: the newest ``window`` matches (:data:`SEARCH_WINDOW`, 10,000 by default; records without a
+readable date count as newest), read by walking the date index backwards and stopping there. When the
+matches are fewer, the window is all of them and every answer is exact. When there are more, the total
+says it is a lower bound (``relation`` ``gte``, as Elasticsearch's ``track_total_hits``), the facets count
+the window, and relevance ranks the window: the best matches among the newest ``window``. The date and
+amount sorts page through every match whatever its size (their indexes stop after a page).
+
 **Highlights.** For the rows of the page only, the text that was indexed is rebuilt in Python
 (:func:`core.summary.search_text` over the stored summary and the compiled release's tender, planning,
 awards and contracts), so a match anywhere can be shown. ``ts_headline`` marks the matching words on its
@@ -55,6 +64,9 @@ HEADLINE_OPTIONS = f'HighlightAll=true, StartSel="{START}", StopSel="{STOP}"'
 SNIPPET_CHARS = 240
 FACET_VALUES = 50
 TOP_BUYERS = 10
+SEARCH_WINDOW = 10_000
+"""Matches ranked by relevance and counted in facets and the total, newest first (see the module's doc)."""
+Relation = Literal["eq", "gte"]
 
 
 @dataclass(frozen=True)
@@ -127,6 +139,7 @@ class SearchResult:
     next: Seek | None
     facets: dict[str, list[dict[str, Any]]] | None
     total: int | None
+    relation: Relation | None = None  # "gte": there are more matches than the window, ``total`` is its size
 
 
 def where_clause(query: SearchQuery) -> tuple[str, dict[str, Any]]:
@@ -157,10 +170,27 @@ _COLUMNS = (
 )
 
 
-def page_sql(query: SearchQuery) -> tuple[str, dict[str, Any]]:
-    """One page (``limit + 1`` rows, to know whether another follows) after ``query.after``, in order."""
+def window_sql(where: str) -> str:
+    """The newest ``%(window)s`` rows of ``records`` matching ``where``, as a table ``r``.
+
+    Newest is ``date_at DESC NULLS FIRST, ocid DESC``: the order of a backward scan of the date index,
+    which stops as soon as the window is full.
+    """
+    return (f"(SELECT r.* FROM records r WHERE {where} "
+            f"ORDER BY r.date_at DESC NULLS FIRST, r.ocid DESC LIMIT %(window)s) AS r")
+
+
+def page_sql(query: SearchQuery, window: int = SEARCH_WINDOW) -> tuple[str, dict[str, Any]]:
+    """One page (``limit + 1`` rows, to know whether another follows) after ``query.after``, in order.
+
+    Relevance ranks the window's rows; the other sorts read every match through their index.
+    """
     spec = _SORT_SPECS[query.sort]
     where, params = where_clause(query)
+    source = "records r"
+    if query.sort == "relevance":
+        source, where = window_sql(where), "true"
+        params["window"] = window
     params["n"] = query.limit + 1
     direction, op = ("DESC", "<") if spec.descending else ("ASC", ">")
     after = query.after
@@ -171,7 +201,7 @@ def page_sql(query: SearchQuery) -> tuple[str, dict[str, Any]]:
             seek = f" AND ({spec.key}, r.ocid) {op} (%(key)s::{spec.cast}, %(ocid)s)"
             params["key"], params["ocid"] = after.key, after.ocid
         parts.append(
-            f"SELECT {_COLUMNS}, {spec.key} AS sort_key, 0 AS part FROM records r "
+            f"SELECT {_COLUMNS}, {spec.key} AS sort_key, 0 AS part FROM {source} "
             f"WHERE {where} AND {spec.key} IS NOT NULL{seek} "
             f"ORDER BY {spec.key} {direction}, r.ocid {direction} LIMIT %(n)s"
         )
@@ -181,7 +211,7 @@ def page_sql(query: SearchQuery) -> tuple[str, dict[str, Any]]:
             seek = f" AND r.ocid {op} %(ocid)s"
             params["ocid"] = after.ocid
         parts.append(
-            f"SELECT {_COLUMNS}, NULL::{spec.cast} AS sort_key, 1 AS part FROM records r "
+            f"SELECT {_COLUMNS}, NULL::{spec.cast} AS sort_key, 1 AS part FROM {source} "
             f"WHERE {where} AND {spec.key} IS NULL{seek} ORDER BY r.ocid {direction} LIMIT %(n)s"
         )
     union = " UNION ALL ".join(f"({part})" for part in parts)
@@ -194,15 +224,15 @@ def page_sql(query: SearchQuery) -> tuple[str, dict[str, Any]]:
 FACET_SETS = {7: "method", 11: "status", 13: "year", 14: "buyer", 15: "total"}
 
 
-def facets_sql(query: SearchQuery) -> tuple[str, dict[str, Any]]:
-    """Counts by method, status, year and buyer (top ones) and the total, in one scan of the matches."""
+def facets_sql(query: SearchQuery, window: int = SEARCH_WINDOW) -> tuple[str, dict[str, Any]]:
+    """Counts by method, status, year and buyer (top ones) and the total, in one scan of the window."""
     where, params = where_clause(query)
-    params["values"], params["buyers"] = FACET_VALUES, TOP_BUYERS
+    params["values"], params["buyers"], params["window"] = FACET_VALUES, TOP_BUYERS, window
     sql = f"""
         WITH grouped AS (
             SELECT GROUPING(r.method, r.status, r.year, r.buyer_id) AS g, r.method, r.status, r.year,
                    r.buyer_id, max(r.buyer_name) AS buyer_name, count(*) AS n
-            FROM records r WHERE {where}
+            FROM {window_sql(where)}
             GROUP BY GROUPING SETS ((r.method), (r.status), (r.year), (r.buyer_id), ())
         ), ranked AS (
             SELECT grouped.*, row_number() OVER (
@@ -241,9 +271,9 @@ def _hit(row: tuple[Any, ...]) -> Hit:
 
 def search(
     conn: Any, query: SearchQuery, merger: CompilerSource, *, timeout_ms: int = 10_000, facets_timeout_ms: int = 3_000,
-    with_facets: bool = True,
+    with_facets: bool = True, window: int = SEARCH_WINDOW,
 ) -> SearchResult:
-    """Run ``query``: one page of hits (highlighted when there is ``q``) and the facets of all matches.
+    """Run ``query``: one page of hits (highlighted when there is ``q``) and the facets of the window.
 
     Facets and the total are ``None`` when counting them takes longer than ``facets_timeout_ms``.
     """
@@ -252,7 +282,7 @@ def search(
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cur.execute("SET LOCAL statement_timeout = %s", (timeout_ms,))
-            cur.execute(*page_sql(query))
+            cur.execute(*page_sql(query, window))
             hits = [_hit(row) for row in cur.fetchall()]
             following = None
             if len(hits) > query.limit:
@@ -262,18 +292,23 @@ def search(
                 _highlight(cur, query.q, hits, merger)
             facets: dict[str, list[dict[str, Any]]] | None = None
             total: int | None = None
+            relation: Relation | None = None
             if with_facets:
-                facets, total = _count(cur, query, facets_timeout_ms)
-        return SearchResult(hits=hits, next=following, facets=facets, total=total)
+                facets, total = _count(cur, query, facets_timeout_ms, window)
+                if total is not None:
+                    relation = "gte" if total >= window else "eq"
+        return SearchResult(hits=hits, next=following, facets=facets, total=total, relation=relation)
     finally:
         conn.rollback()
 
 
-def _count(cur: Any, query: SearchQuery, timeout_ms: int) -> tuple[dict[str, list[dict[str, Any]]] | None, int | None]:
+def _count(
+    cur: Any, query: SearchQuery, timeout_ms: int, window: int
+) -> tuple[dict[str, list[dict[str, Any]]] | None, int | None]:
     cur.execute("SAVEPOINT facets")
     cur.execute("SET LOCAL statement_timeout = %s", (timeout_ms,))
     try:
-        cur.execute(*facets_sql(query))
+        cur.execute(*facets_sql(query, window))
     except psycopg2.errors.QueryCanceled:
         cur.execute("ROLLBACK TO SAVEPOINT facets")
         return None, None

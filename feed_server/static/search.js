@@ -140,7 +140,10 @@ async function run(params) {
     ? "Sin resultados. / No results."
     : total === null || total === undefined
       ? `${shown} resultados en esta página / results on this page`
-      : `${total.toLocaleString("es-MX")} ${total === 1 ? "resultado / result" : "resultados / results"}`;
+      : body.total_relation === "gte"
+        ? `${total.toLocaleString("es-MX")} o más resultados / ${total.toLocaleString("en")} or more results ` +
+          `(facetas de los ${total.toLocaleString("es-MX")} más recientes / facets of the newest ${total.toLocaleString("en")})`
+        : `${total.toLocaleString("es-MX")} ${total === 1 ? "resultado / result" : "resultados / results"}`;
   renderFacets(body.facets, params);
   const next = body.links?.next;
   $("next").hidden = !next;

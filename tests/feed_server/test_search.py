@@ -245,7 +245,7 @@ def test_facets_and_total_equal_python_counts(client: TestClient, rows: dict[str
     selected = [r for r in rows.values() if keep(r)]
     body = client.get("/api/search", params=params).json()
     facets = body["facets"]
-    assert body["total"] == len(selected)
+    assert body["total"] == len(selected) and body["total_relation"] == "eq"
     expected = _expected_facets(selected)
     for name in ("method", "status", "year"):
         assert {f["value"]: f["count"] for f in facets[name]} == expected[name], name
@@ -254,6 +254,63 @@ def test_facets_and_total_equal_python_counts(client: TestClient, rows: dict[str
     years = [f["value"] for f in facets["year"]]
     assert years == sorted(years, key=lambda y: -1 if y is None else y, reverse=True)
     assert facets["buyer"] == expected["buyer"]
+
+
+WINDOW = 25
+
+
+@pytest.fixture(scope="module")
+def windowed(loaded: tuple[Settings, dict[str, Row], RecordMerger]) -> Iterator[TestClient]:
+    """A feed server whose search window is 25 matches (10,000 by default)."""
+    app = create_app(loaded[0].model_copy(update={"search_window": WINDOW}))
+    app.include_router(search.router)
+    with TestClient(app) as client:
+        yield client
+
+
+def _newest(selected: list[Row], n: int) -> list[Row]:
+    """The newest ``n`` rows: by date descending, undated first, then ocid descending."""
+    floor = datetime.min.replace(tzinfo=UTC)
+    return sorted(selected, key=lambda r: (r.date_at is None, r.date_at or floor, r.ocid), reverse=True)[:n]
+
+
+def test_a_search_matching_more_than_the_window_counts_its_newest_matches(
+    windowed: TestClient, rows: dict[str, Row],
+) -> None:
+    """Beyond the window, the total is a lower bound ("gte") and the facets count the newest matches only."""
+    matches = [r for r in rows.values() if _words("servicio", "servicios")(r)]
+    assert len(matches) > 2 * WINDOW
+    body = windowed.get("/api/search", params={"q": "servicios"}).json()
+    assert body["total"] == WINDOW and body["total_relation"] == "gte"
+    expected = _expected_facets(_newest(matches, WINDOW))
+    for name in ("method", "status", "year"):
+        assert {f["value"]: f["count"] for f in body["facets"][name]} == expected[name], name
+    assert body["facets"]["buyer"] == expected["buyer"]
+    pairs = collections.Counter((r.columns["method"], r.columns["status"]) for r in matches
+                                if r.columns["method"] and r.columns["status"])
+    (method, status), count = max((item for item in pairs.items() if item[1] < WINDOW), key=lambda item: item[1])
+    assert count > 1  # fewer matches than the window: exact again
+    narrow = windowed.get("/api/search", params={"q": "servicios", "method": method, "status": status}).json()
+    assert narrow["total"] == count and narrow["total_relation"] == "eq"
+
+
+def test_relevance_ranks_the_newest_matches_of_the_window(
+    windowed: TestClient, loaded: tuple[Settings, dict[str, Row], RecordMerger],
+) -> None:
+    """sort=relevance pages through the window's matches only, best first, in the order of all matches."""
+    settings, rows, _ = loaded
+    newest = {r.ocid for r in _newest([r for r in rows.values() if _words("servicio", "servicios")(r)], WINDOW)}
+    results = _pages(windowed, {"q": "servicio", "sort": "relevance", "limit": "7"})
+    assert [r["ocid"] for r in results] == [o for o in _db_order(settings, "relevance", "servicio") if o in newest]
+
+
+def test_date_and_amount_sorts_page_through_every_match_beyond_the_window(
+    windowed: TestClient, rows: dict[str, Row],
+) -> None:
+    """The window bounds ranking and counting, not what the other sorts can reach: every match is a page away."""
+    expected = {o for o, r in rows.items() if _words("servicio", "servicios")(r)}
+    for sort in ("-date", "amount"):
+        assert _ocids(windowed, q="servicio", sort=sort) == expected, sort
 
 
 def _db_order(settings: Settings, sort: str, q: str | None = None) -> list[str]:
