@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from core.exceptions import StoreUnavailableError
 from core.filters import ChangeFilter, FilterError
 from core.store import reader
 from feed_server.hub import ChangeHub, LogReplaced, replaced_error
@@ -41,7 +42,7 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_BAD_MESSAGE = 4400
 CLOSE_TOO_MANY = 4429
 CLOSE_STORE_REBUILT = 4410  # a cursor of a replaced change log (ocds-live replay --switch); docs/websocket.md
-CLOSE_TRY_AGAIN = 1013  # the store is being switched over: reconnect in a few seconds
+CLOSE_TRY_AGAIN = 1013  # the store is being switched over, or unreachable: reconnect in a few seconds
 DETAILS = ("summary", "brief", "full")  # brief: each changed field's path and op, without its values
 
 
@@ -203,6 +204,15 @@ class Subscriber:
         await self.send({"type": "error", **error})
         await self.close(CLOSE_STORE_REBUILT if error["code"] == "store-rebuilt" else CLOSE_TRY_AGAIN, error["code"])
 
+    async def unavailable(self, position: int) -> None:
+        """The store cannot be read now (PostgreSQL is away): say so and close (1013), so the client reconnects."""
+        logger.warning("websocket subscriber %s at cursor %s closed with 1013: the store is unreachable",
+                       self.client, position)
+        await self.send({"type": "error", "code": "store-unavailable", "cursor": position,
+                         "message": f"the store is unreachable right now; reconnect in a few seconds with "
+                                    f"after={position}"})
+        await self.close(CLOSE_TRY_AGAIN, "store-unavailable")
+
     def start(self, sub: Subscription | None = None, *, caught_up: bool = False, announce: bool = True) -> None:
         """(Re)start streaming a new subscription, or the current one from its position."""
         self.leave()
@@ -241,6 +251,9 @@ class Subscriber:
             await asyncio.wait([receiver, self.closed], return_when=asyncio.FIRST_COMPLETED)
         except Gone:
             pass
+        except StoreUnavailableError:
+            with contextlib.suppress(Gone):
+                await self.unavailable(self.sub.position)
         finally:
             self.leave()
             tasks = [t for t in (receiver, self.sender) if t is not None]
@@ -264,7 +277,12 @@ class Subscriber:
                 except (orjson.JSONDecodeError, ProtocolError) as exc:
                     await self.send({"type": "error", "code": "bad-message", "message": str(exc)})
                     continue
-                if await self.check_cursor(sub.position):
+                try:
+                    checked = await self.check_cursor(sub.position)
+                except StoreUnavailableError:
+                    await self.unavailable(self.sub.position)
+                    return
+                if checked:
                     self.start(sub)
 
     async def full(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -277,6 +295,8 @@ class Subscriber:
                 await self.stream(sub, caught_up, announce)
             except LogReplaced as exc:
                 await self.replaced(exc.cursor, exc.generation)
+            except StoreUnavailableError:  # a backfill page or a full record read from the store
+                await self.unavailable(self.sub.position)
 
     async def stream(self, sub: Subscription, caught_up: bool = False, announce: bool = True) -> None:
         """Send the subscription's changes: backfill, ``caught_up``, then live (here, or from the fan-out)."""

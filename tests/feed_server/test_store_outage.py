@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from core.settings import Settings
 from tests.support.netfault import PgProxy
@@ -33,11 +35,22 @@ def _get(url: str) -> tuple[int, dict[str, str], dict[str, object]]:
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, json.loads(exc.read())
 
 
+def _subscribe(url: str) -> tuple[dict[str, object], int | None, str | None]:
+    """A websocket subscriber's first message and the code and reason the server closed with."""
+    with connect(url, open_timeout=15) as ws:
+        first = json.loads(ws.recv(timeout=15))
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=15)
+    received = closed.value.rcvd
+    return (first, None, None) if received is None else (first, received.code, received.reason)
+
+
 def test_serve_waits_for_postgresql_answers_503_while_it_is_away_and_recovers(
         settings: Settings, tmp_path: Path) -> None:
     """Started with PostgreSQL unreachable the server waits (saying so) instead of exiting; once it is
-    reachable the API answers; during an outage a read is a 503 with Retry-After naming the store, not a 500;
-    after it the same read answers 200 again, without a restart."""
+    reachable the API answers; during an outage a read is a 503 with Retry-After naming the store, not a 500,
+    and a websocket subscriber is told so and closed with 1013 (try again later), with no traceback in the
+    log; after it the same read answers 200 again, without a restart."""
     assert settings.database_url is not None
     proxy = PgProxy(settings.database_url, free_port())
     port = free_port()
@@ -61,6 +74,10 @@ def test_serve_waits_for_postgresql_answers_503_while_it_is_away_and_recovers(
         assert status == 503, body
         assert headers["retry-after"] == "5"
         assert "store is unavailable" in str(body["error"])
+        assert _subscribe(f"ws://127.0.0.1:{port}/ws/changes?after=0") == (
+            {"type": "error", "code": "store-unavailable", "cursor": 0,
+             "message": "the store is unreachable right now; reconnect in a few seconds with after=0"},
+            1013, "store-unavailable")
 
         proxy.open()
         deadline = time.monotonic() + 30
@@ -68,6 +85,7 @@ def test_serve_waits_for_postgresql_answers_503_while_it_is_away_and_recovers(
             assert status == 503 and time.monotonic() < deadline, status
             time.sleep(0.5)
         assert server.proc.poll() is None
+        assert "Traceback" not in server.output(), server.output()
     finally:
         proxy.cut()
         server.stop()
