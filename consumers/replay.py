@@ -7,6 +7,9 @@ then it is stopped and the store counted. Because the processor records consumed
 same transaction as its writes, "caught up" is read from the store's ``consumer_offsets`` table, not
 from Kafka.
 
+The worker runs as ``workers`` processes in that group (default: one per partition of the topic, up to
+the machine's cores), as the live stream does: each partition is still read in order by one of them.
+
 A replay does not publish: while it runs it holds the relay's lock in the target database, so the
 child's relay never sends the rebuilt change log to the change and rejected topics (subscribers
 already received those events), and when the target was empty it marks the rebuilt change log as
@@ -55,12 +58,13 @@ class ReplaySummary:
     seconds: float
     group: str
     offsets: int  # messages of the topic replayed
+    workers: int = 1
 
     def report(self) -> str:
         rate = self.offsets / self.seconds if self.seconds else 0.0
         return (f"replayed {self.offsets} messages in {self.seconds:.1f}s ({rate:.0f}/s) as group {self.group}: "
                 f"{self.releases} releases, {self.records} records, {self.changes} changes, "
-                f"{self.rejected} rejected")
+                f"{self.rejected} rejected; {self.workers} worker{'s' if self.workers > 1 else ''}")
 
 
 def env_for(settings: Settings) -> dict[str, str]:
@@ -130,11 +134,13 @@ def replay(
     timeout: float | None = None,
     log: IO[bytes] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    workers: int | None = None,
 ) -> ReplaySummary:
     """Rebuild the store at ``database_url`` (default: the configured one) from the releases topic.
 
     ``group`` names the consumer group (default: a new ``<app_id>-replay-<random>``); it must be new.
-    The worker's output goes to ``log`` (default: a temporary file, quoted if the worker fails).
+    ``workers``: worker processes in the group (default: one per partition, at most the machine's cores).
+    The workers' output goes to ``log`` (default: a temporary file, quoted if a worker fails).
     ``progress(done, total)`` is called as offsets are processed. Raises ReplayError.
     """
     group = group or f"{settings.app_id}-replay-{uuid.uuid4().hex[:8]}"
@@ -159,9 +165,14 @@ def replay(
         if not _group_is_new(target, group):
             raise ReplayError(f"the consumer group {group!r} already has committed offsets on "
                               f"{target.releases_topic!r}: pick a new --group")
-        ends = {p: o for p, o in topic_end_offsets(target).items() if o > 0}
+        partitions = topic_end_offsets(target)
+        ends = {p: o for p, o in partitions.items() if o > 0}
+        if workers is None:
+            workers = max(1, min(len(partitions), os.cpu_count() or 1))
+        elif workers < 1:
+            raise ReplayError(f"a replay needs at least one worker, not {workers}")
         silenced = bool(_scalar(conn, "SELECT pg_try_advisory_lock(%s)", (RELAY_LOCK,)))
-        _run_worker(conn, target, ends, timeout=timeout, log=log, progress=progress)
+        _run_workers(conn, target, ends, workers, timeout=timeout, log=log, progress=progress)
         if silenced and not records:
             # the rebuilt history was published once already, by the store it rebuilds
             with conn.cursor() as cur:
@@ -172,34 +183,35 @@ def replay(
         return ReplaySummary(
             releases=_count(conn, "releases"), records=_count(conn, "records"), changes=_count(conn, "changes"),
             rejected=_count(conn, "rejected"), seconds=time.monotonic() - started, group=group,
-            offsets=sum(ends.values()),
+            offsets=sum(ends.values()), workers=workers,
         )
     finally:
         conn.close()  # also releases the relay's lock
 
 
-def _run_worker(
-    conn: Connection, target: Settings, ends: dict[int, int], *, timeout: float | None,
+def _run_workers(
+    conn: Connection, target: Settings, ends: dict[int, int], workers: int, *, timeout: float | None,
     log: IO[bytes] | None, progress: Callable[[int, int], None] | None,
 ) -> None:
-    """Run ``ocds-live process`` for ``target`` until the store has processed ``ends``; then stop it."""
+    """Run ``workers`` ``ocds-live process`` for ``target`` until the store has processed ``ends``; then stop them."""
     if not sum(ends.values()):
         return
     if log is not None:
-        _watch(conn, target, ends, timeout, log, progress, quote=False)
+        _watch(conn, target, ends, workers, timeout, log, progress, quote=False)
     else:
         with tempfile.TemporaryFile() as out:
-            _watch(conn, target, ends, timeout, out, progress, quote=True)
+            _watch(conn, target, ends, workers, timeout, out, progress, quote=True)
 
 
 def _watch(
-    conn: Connection, target: Settings, ends: dict[int, int], timeout: float | None, out: IO[bytes],
+    conn: Connection, target: Settings, ends: dict[int, int], workers: int, timeout: float | None, out: IO[bytes],
     progress: Callable[[int, int], None] | None, *, quote: bool,
 ) -> None:
     total = sum(ends.values())
-    proc = start_worker(target, out)
+    procs: list[subprocess.Popen[bytes]] = []
     deadline = None if timeout is None else time.monotonic() + timeout
     try:
+        procs += [start_worker(target, out) for _ in range(workers)]
         while True:
             done = _processed(conn, target.app_id, target.releases_topic)
             behind = {p: o - done.get(p, 0) for p, o in ends.items() if done.get(p, 0) < o}
@@ -207,16 +219,21 @@ def _watch(
                 progress(total - sum(behind.values()), total)
             if not behind and not _count(conn, "project_dirty"):
                 return  # every release processed, and every project it touched rebuilt
-            if proc.poll() is not None:
-                raise ReplayError(f"the worker exited with status {proc.returncode} before the replay "
-                                  f"finished (messages behind, per partition: {behind})"
-                                  f"{_tail(out) if quote else ''}")
+            for proc in procs:
+                if proc.poll() is not None:
+                    raise ReplayError(f"a worker exited with status {proc.returncode} before the replay "
+                                      f"finished (messages behind, per partition: {behind})"
+                                      f"{_tail(out) if quote else ''}")
             if deadline is not None and time.monotonic() > deadline:
                 raise ReplayError(f"the replay did not finish within {timeout:.0f}s "
                                   f"(messages behind, per partition: {behind})")
             time.sleep(POLL)
     finally:
-        stop_worker(proc)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()  # all at once: each then leaves the group while the others stop too
+        for proc in procs:
+            stop_worker(proc)
 
 
 def start_worker(target: Settings, out: IO[bytes]) -> subprocess.Popen[bytes]:

@@ -177,7 +177,7 @@ def _replay(settings: Settings, args: argparse.Namespace) -> int:
 
             summary: Any = rebuild_and_switch(settings, group=args.group, progress=progress)
         else:
-            summary = replay(settings, group=args.group, force=args.force, progress=progress)
+            summary = replay(settings, group=args.group, force=args.force, progress=progress, workers=args.workers)
     finally:
         if bar is not None:
             bar.close()
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "$DATABASE_URL, else the embedded one)")
     p.add_argument("--group", help="a new consumer group (default: <app_id>-replay-<random>)")
     p.add_argument("--force", action="store_true", help="replay into a store that already holds records")
+    p.add_argument("--workers", type=int, default=None,
+                   help="worker processes (default: one per partition of the topic, up to the machine's cores)")
     p.add_argument("--switch", action="store_true", help="rebuild the live store beside it (a schema of its own) "
                    "while the platform keeps serving, then switch over in one transaction; subscribers' cursors of "
                    "the old change log get an explicit error (docs/operating.md, 'Rebuilding without going dark')")

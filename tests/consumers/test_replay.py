@@ -20,7 +20,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_replayed_store_equals_the_original(tmp_path: Path) -> None:
-    """A replay into an empty database rebuilds the same store, publishes nothing again, and then refuses to rerun."""
+    """A replay into an empty database (two workers sharing the topic's partitions) rebuilds the same store,
+    publishes nothing again, and then refuses to rerun."""
     good = pipeline.outgoing(pipeline.simulated(seed=3, count=2000, processes=400))
     bad = [OutgoingRelease(f"bad-{label}", label, raw, "simulator", "test")
            for label, raw in bad_inputs()[:20]]
@@ -38,13 +39,14 @@ def test_replayed_store_equals_the_original(tmp_path: Path) -> None:
             log = io.BytesIO()
             calls: list[tuple[int, int]] = []
             with (tmp_path / "replay.log").open("wb") as out:
-                summary = replay(original, database_url=target.database_url, group=None, log=out,
+                summary = replay(original, database_url=target.database_url, group=None, log=out, workers=2,
                                  progress=lambda done, total: calls.append((done, total)))
             print(f"\n{summary.report()}")
             # how many project.updated events a run writes depends on where its batches began (see pipeline.py)
             rebuilt = pipeline.snapshot(target)
             assert (summary.releases, summary.records, summary.changes, summary.rejected, summary.offsets) == (
                 2000, len(snap.records), len(rebuilt.cursors), 20, len(items))
+            assert summary.workers == 2 and "2 workers" in summary.report()
             assert calls[-1] == (len(items), len(items))
             pipeline.assert_same_store(rebuilt, snap)
             assert pipeline.count(target, "rejected") == 20
