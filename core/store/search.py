@@ -176,26 +176,46 @@ def window_sql(where: str) -> str:
     Newest is ``date_at DESC NULLS FIRST, ocid DESC``: the order of a backward scan of the date index,
     which stops as soon as the window is full.
     """
-    return (f"(SELECT r.* FROM records r WHERE {where} "
-            f"ORDER BY r.date_at DESC NULLS FIRST, r.ocid DESC LIMIT %(window)s) AS r")
+    return f"({_window_select(where)}) AS r"
 
 
-def page_sql(query: SearchQuery, window: int = SEARCH_WINDOW) -> tuple[str, dict[str, Any]]:
+_WINDOW_COLUMNS = "r.ocid, r.search, r.method, r.status, r.year, r.buyer_id, r.buyer_name, r.date_at"
+"""What ranking and facets read of each row of the window (a page's own columns are read for its rows only)."""
+
+
+def _window_select(where: str) -> str:
+    return (f"SELECT {_WINDOW_COLUMNS} FROM records r WHERE {where} "
+            f"ORDER BY r.date_at DESC NULLS FIRST, r.ocid DESC LIMIT %(window)s")
+
+
+def page_sql(query: SearchQuery, window: int = SEARCH_WINDOW, source: str | None = None) -> tuple[str, dict[str, Any]]:
     """One page (``limit + 1`` rows, to know whether another follows) after ``query.after``, in order.
 
-    Relevance ranks the window's rows; the other sorts read every match through their index.
+    Relevance ranks the window's rows; the other sorts read every match through their index. ``source``:
+    a table ``r`` already holding the window (for relevance only; see :func:`page_and_facets_sql`).
     """
     spec = _SORT_SPECS[query.sort]
     where, params = where_clause(query)
-    source = "records r"
     if query.sort == "relevance":
-        source, where = window_sql(where), "true"
+        source, where = source or window_sql(where), "true"
         params["window"] = window
+    else:
+        source = "records r"
     params["n"] = query.limit + 1
     direction, op = ("DESC", "<") if spec.descending else ("ASC", ">")
     after = query.after
     parts: list[str] = []
-    if after is None or after.key is not None:
+    if query.sort == "relevance":  # rank the window, then read the page's rows
+        seek = ""
+        if after is not None:
+            seek = f" AND ({spec.key}, r.ocid) < (%(key)s::{spec.cast}, %(ocid)s)"
+            params["key"], params["ocid"] = after.key, after.ocid
+        parts.append(
+            f"SELECT {_COLUMNS}, top.sort_key, 0 AS part FROM (SELECT r.ocid, {spec.key} AS sort_key FROM {source} "
+            f"WHERE {spec.key} IS NOT NULL{seek} ORDER BY sort_key DESC, r.ocid DESC LIMIT %(n)s) AS top "
+            f"JOIN records r ON r.ocid = top.ocid"
+        )
+    elif after is None or after.key is not None:
         seek = ""
         if after is not None:
             seek = f" AND ({spec.key}, r.ocid) {op} (%(key)s::{spec.cast}, %(ocid)s)"
@@ -224,24 +244,58 @@ def page_sql(query: SearchQuery, window: int = SEARCH_WINDOW) -> tuple[str, dict
 FACET_SETS = {7: "method", 11: "status", 13: "year", 14: "buyer", 15: "total"}
 
 
-def facets_sql(query: SearchQuery, window: int = SEARCH_WINDOW) -> tuple[str, dict[str, Any]]:
-    """Counts by method, status, year and buyer (top ones) and the total, in one scan of the window."""
-    where, params = where_clause(query)
-    params["values"], params["buyers"], params["window"] = FACET_VALUES, TOP_BUYERS, window
-    sql = f"""
-        WITH grouped AS (
+def _ranked_facets_sql(source: str) -> str:
+    """The facets of the rows of ``source`` (a table ``r``) as ``ranked``: counts per grouping set, ranked."""
+    return f"""
+        grouped AS (
             SELECT GROUPING(r.method, r.status, r.year, r.buyer_id) AS g, r.method, r.status, r.year,
                    r.buyer_id, max(r.buyer_name) AS buyer_name, count(*) AS n
-            FROM {window_sql(where)}
+            FROM {source}
             GROUP BY GROUPING SETS ((r.method), (r.status), (r.year), (r.buyer_id), ())
         ), ranked AS (
             SELECT grouped.*, row_number() OVER (
                 PARTITION BY g ORDER BY n DESC, method, status, year, buyer_id) AS rn
             FROM grouped WHERE NOT (g = 14 AND buyer_id IS NULL)
-        )
-        SELECT g, method, status, year, buyer_id, buyer_name, n FROM ranked
-        WHERE rn <= CASE g WHEN 14 THEN %(buyers)s ELSE %(values)s END
+        )"""
+
+
+_KEPT_FACETS = "rn <= CASE g WHEN 14 THEN %(buyers)s ELSE %(values)s END"
+
+
+def facets_sql(query: SearchQuery, window: int = SEARCH_WINDOW) -> tuple[str, dict[str, Any]]:
+    """Counts by method, status, year and buyer (top ones) and the total, in one scan of the window."""
+    where, params = where_clause(query)
+    params["values"], params["buyers"], params["window"] = FACET_VALUES, TOP_BUYERS, window
+    sql = f"""
+        WITH {_ranked_facets_sql(window_sql(where))}
+        SELECT g, method, status, year, buyer_id, buyer_name, n FROM ranked WHERE {_KEPT_FACETS}
         ORDER BY g, rn
+    """
+    return sql, params
+
+
+def page_and_facets_sql(query: SearchQuery, window: int = SEARCH_WINDOW) -> tuple[str, dict[str, Any]]:
+    """For ``sort=relevance``: the page and the facets from one read of the window (it is most of the cost).
+
+    Rows: the page's (as :func:`page_sql`), each with the facets as a JSON array of
+    ``[g, method, status, year, buyer_id, buyer_name, n]`` in its last column; one row of NULLs and the
+    facets when the page is empty.
+    """
+    if query.sort != "relevance":
+        raise ValueError("page_and_facets_sql is for sort=relevance")
+    where, params = where_clause(query)
+    page, page_params = page_sql(query, window, source="w AS r")
+    params.update(page_params)
+    params["values"], params["buyers"] = FACET_VALUES, TOP_BUYERS
+    direction = "DESC"  # relevance: best first
+    sql = f"""
+        WITH w AS MATERIALIZED ({_window_select(where)}), {_ranked_facets_sql("w AS r")}, facets AS (
+            SELECT coalesce(json_agg(json_build_array(g, method, status, year, buyer_id, buyer_name, n)
+                                     ORDER BY g, rn), '[]') AS facets
+            FROM ranked WHERE {_KEPT_FACETS}
+        )
+        SELECT page.*, facets.facets FROM facets LEFT JOIN LATERAL ({page}) AS page ON true
+        ORDER BY page.part, page.sort_key {direction}, page.ocid {direction}
     """
     return sql, params
 
@@ -282,8 +336,15 @@ def search(
         with conn.cursor() as cur:
             cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             cur.execute("SET LOCAL statement_timeout = %s", (timeout_ms,))
-            cur.execute(*page_sql(query, window))
-            hits = [_hit(row) for row in cur.fetchall()]
+            facet_rows: list[tuple[Any, ...]] | None = None
+            if with_facets and query.sort == "relevance":  # one read of the window for both
+                cur.execute(*page_and_facets_sql(query, window))
+                rows = cur.fetchall()
+                facet_rows = [tuple(item) for item in rows[0][-1]] if rows else []
+                hits = [_hit(row[:-1]) for row in rows if row[0] is not None]
+            else:
+                cur.execute(*page_sql(query, window))
+                hits = [_hit(row) for row in cur.fetchall()]
             following = None
             if len(hits) > query.limit:
                 hits = hits[: query.limit]
@@ -293,10 +354,12 @@ def search(
             facets: dict[str, list[dict[str, Any]]] | None = None
             total: int | None = None
             relation: Relation | None = None
-            if with_facets:
+            if facet_rows is not None:
+                facets, total = _facets(facet_rows)
+            elif with_facets:
                 facets, total = _count(cur, query, facets_timeout_ms, window)
-                if total is not None:
-                    relation = "gte" if total >= window else "eq"
+            if total is not None:
+                relation = "gte" if total >= window else "eq"
         return SearchResult(hits=hits, next=following, facets=facets, total=total, relation=relation)
     finally:
         conn.rollback()

@@ -498,6 +498,6 @@ def test_sql_carries_values_only_as_parameters() -> None:
     hostile = "'); DROP TABLE records; --"
     query = store.SearchQuery(q=hostile, buyer=hostile, supplier=hostile, method=hostile, status=hostile,
                               min_amount=Decimal(1), sort="relevance", after=store.Seek(0.5, hostile))
-    for sql, params in (store.page_sql(query), store.facets_sql(query)):
+    for sql, params in (store.page_sql(query), store.facets_sql(query), store.page_and_facets_sql(query)):
         assert "DROP" not in sql
         assert hostile in params.values()
