@@ -159,7 +159,8 @@ class Subscribers:
                         if kind == "caught_up":
                             sub.down_since, sub.last_ok = None, time.monotonic()
                     elif kind == "error":
-                        if message.get("code") != "too-slow":
+                        # "try again" errors (docs/websocket.md): too slow, or the store away or switching (1013)
+                        if message.get("code") not in ("too-slow", "store-unavailable", "store-switching"):
                             sub.refusals.append(f"{server}: {message.get('code')}: {message.get('message')}")
                         return
                     if self.final is not None and (final is None or sub.examined >= self.final):
