@@ -188,6 +188,14 @@ def _window_select(where: str) -> str:
             f"ORDER BY r.date_at DESC NULLS FIRST, r.ocid DESC LIMIT %(window)s")
 
 
+def _keyed_seek(spec: _SortSpec, op: str, after: Seek | None, params: dict[str, Any]) -> str:
+    """The condition keeping the keyed rows after ``after``: ``(key, ocid)`` past the cursor's ("" for a first page)."""
+    if after is None:
+        return ""
+    params["key"], params["ocid"] = after.key, after.ocid
+    return f" AND ({spec.key}, r.ocid) {op} (%(key)s::{spec.cast}, %(ocid)s)"
+
+
 def page_sql(query: SearchQuery, window: int = SEARCH_WINDOW, source: str | None = None) -> tuple[str, dict[str, Any]]:
     """One page (``limit + 1`` rows, to know whether another follows) after ``query.after``, in order.
 
@@ -206,20 +214,14 @@ def page_sql(query: SearchQuery, window: int = SEARCH_WINDOW, source: str | None
     after = query.after
     parts: list[str] = []
     if query.sort == "relevance":  # rank the window, then read the page's rows
-        seek = ""
-        if after is not None:
-            seek = f" AND ({spec.key}, r.ocid) < (%(key)s::{spec.cast}, %(ocid)s)"
-            params["key"], params["ocid"] = after.key, after.ocid
+        seek = _keyed_seek(spec, op, after, params)
         parts.append(
             f"SELECT {_COLUMNS}, top.sort_key, 0 AS part FROM (SELECT r.ocid, {spec.key} AS sort_key FROM {source} "
             f"WHERE {spec.key} IS NOT NULL{seek} ORDER BY sort_key DESC, r.ocid DESC LIMIT %(n)s) AS top "
             f"JOIN records r ON r.ocid = top.ocid"
         )
     elif after is None or after.key is not None:
-        seek = ""
-        if after is not None:
-            seek = f" AND ({spec.key}, r.ocid) {op} (%(key)s::{spec.cast}, %(ocid)s)"
-            params["key"], params["ocid"] = after.key, after.ocid
+        seek = _keyed_seek(spec, op, after, params)
         parts.append(
             f"SELECT {_COLUMNS}, {spec.key} AS sort_key, 0 AS part FROM {source} "
             f"WHERE {where} AND {spec.key} IS NOT NULL{seek} "
