@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import select
-import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-import psycopg2
 from psycopg2.pool import ThreadedConnectionPool
 
 from core.exceptions import OcdsLiveError, StoreUnavailableError
@@ -33,10 +30,10 @@ from core.profiles import CompilerSource
 from core.store import reader
 from core.store.connection import translated_errors
 from feed_server.encoding import ascii_json, brief, compact
+from feed_server.tail import LogTail
 
 logger = logging.getLogger("ocds_live.feed")
 
-CHANNEL = "ocds_changes"  # the stream processor NOTIFYs it in each transaction that appends changes
 Frame = tuple[str, int]  # an encoded ``changes`` message and the cursor of its last change
 ENCODED_DETAILS = ("summary", "brief")  # the detail levels encoded from the event alone (not ``full``)
 PageKey = tuple[ChangeFilter, int, int]  # a filter, and the first and last cursor of a page of the log
@@ -98,6 +95,7 @@ class Database:
     connection is dropped, so the next query connects anew once the server is back."""
 
     def __init__(self, url: str, maxconn: int = 8) -> None:
+        self.url = url
         self.pool = ThreadedConnectionPool(0, maxconn, url, application_name="ocds-live-feed", connect_timeout=5)
 
     async def run(self, fn: Any, *args: Any) -> Any:
@@ -139,15 +137,17 @@ class Database:
 
 
 class ChangeHub:
-    """Tails the change log: woken by PostgreSQL NOTIFY at each commit, polling as a fallback.
+    """Tails the change log: each step's changes are read by a :class:`LogTail` thread once a commit's NOTIFY
+    arrives (polling every ``poll_interval`` as a fallback), the next read going on while a step writes.
 
     A waiting subscriber holds one future (no task or timer per subscriber); the hub resolves all of them
     at each step of the log: when new changes arrive, or every ``heartbeat`` seconds when none do.
 
-    Two steps are at least ``min_step`` seconds apart: the changes of commits that come closer wait for the
-    next step and go out together. Every step wakes every live subscriber and costs each one a message
-    per change it selects, or per ``batch``; workers that commit small batches often (to keep their own
-    latency low) would otherwise multiply the frames each subscriber receives.
+    Two steps' reads start at least ``min_step`` seconds apart: the changes of commits that come closer
+    wait for the next step and go out together (a step whose writes take longer is followed at once).
+    Every step wakes every live subscriber and costs each one a message per change it selects, or per
+    ``batch``; workers that commit small batches often (to keep their own latency low) would otherwise
+    multiply the frames each subscriber receives.
     """
 
     def __init__(self, db: Database, compiler: CompilerSource, url: str | None = None, *, ring_size: int = 20_000,
@@ -156,15 +156,14 @@ class ChangeHub:
         self.db = db
         self.compiler = compiler  # brings stored compiled releases up to date (detail=full)
         self.url = url
+        self._log: LogTail | None = None
         self.ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
         self.head = 0
         self.poll_interval = poll_interval
         self.heartbeat = heartbeat
         self.min_step = min_step
         self._waiters: list[asyncio.Future[None]] = []  # one per subscriber waiting for the next step
-        self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._listening = threading.Event()
         # detail -> cursor -> encoded change message, for changes in the ring
         self._messages: dict[str, dict[int, str]] = {detail: {} for detail in ENCODED_DETAILS}
         self._brief: dict[int, orjson.Fragment] = {}  # cursor -> the brief changes of a change in the ring
@@ -174,7 +173,6 @@ class ChangeHub:
         self._selection_chars = 0
         self.cache_chars = cache_chars  # at most this many characters of encoded batches are kept
         self._full: dict[tuple[PageKey, int], asyncio.Task[list[Frame]]] = {}  # until the next step
-        self._stop = threading.Event()
         # called at each step with the head before it, before any waiting subscriber wakes (feed_server.fanout)
         self.step_listeners: list[Callable[[int], None]] = []
         self.beat_listeners: list[Callable[[], None]] = []  # called at each heartbeat tick
@@ -185,40 +183,19 @@ class ChangeHub:
     async def start(self) -> None:
         self.head = await self.db.run(reader.head)
         self.generation = await self.db.run(reader.generation)
-        self._tasks = [asyncio.create_task(self._tail(), name="change-hub"),
+        self._log = LogTail(self.url or self.db.url, self.poll_interval)
+        self._log.start()
+        self._tasks = [asyncio.create_task(self._tail(self._log), name="change-hub"),
                        asyncio.create_task(self._beat(), name="change-hub-heartbeat")]
-        if self.url is not None:
-            loop = asyncio.get_running_loop()
-            threading.Thread(target=self._listen, args=(loop,), name="change-hub-listen", daemon=True).start()
 
     async def stop(self) -> None:
-        self._stop.set()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def _listen(self, loop: asyncio.AbstractEventLoop) -> None:
-        """LISTEN in a thread of its own; each notification wakes the tail loop at once."""
-        while not self._stop.is_set():
-            try:
-                conn = psycopg2.connect(self.url, application_name="ocds-live-listen")
-                conn.autocommit = True
-                with conn.cursor() as cur:
-                    cur.execute(f"LISTEN {CHANNEL}")
-                self._listening.set()
-                while not self._stop.is_set():
-                    if select.select([conn], [], [], 1.0)[0]:
-                        conn.poll()
-                        if conn.notifies:
-                            conn.notifies.clear()
-                            loop.call_soon_threadsafe(self._wakeup.set)
-                conn.close()
-            except Exception as exc:  # noqa: BLE001 - fall back to polling until PostgreSQL is back
-                self._listening.clear()
-                logger.warning("LISTEN failed (%s); polling until it works again", exc)
-                self._stop.wait(2.0)
+        if self._log is not None:
+            await asyncio.to_thread(self._log.stop)
 
     def _resolve(self) -> None:
         waiters, self._waiters = self._waiters, []
@@ -269,31 +246,28 @@ class ChangeHub:
         """The event's JSON at ``detail``, cut from its cached ``change`` message."""
         return self.encoded(event, detail)[len(f'{{"type":"change","cursor":{event["cursor"]},"change":'):-1]
 
-    async def _tail(self) -> None:
-        loop = asyncio.get_running_loop()
-        stepped = -self.min_step
+    async def _tail(self, log: LogTail) -> None:
+        next_read: asyncio.Future[tuple[list[dict[str, Any]], float]] | None = None
         while True:
-            pause = stepped + self.min_step - loop.time()
-            if pause > 0:
-                await asyncio.sleep(pause)
             try:
-                events = await self.db.run(reader.changes_after, self.head, 1000)
+                if next_read is None:
+                    next_read = log.read(self.head, 1000)
+                events, started = await next_read
+                next_read = None
                 if (not events or events[0]["cursor"] != self.head + 1) and await self._switched():
                     continue
             except Exception as exc:  # noqa: BLE001 - keep tailing through database restarts
+                next_read = None
                 logger.warning("cannot read the change log (%s); retrying", exc)
                 await asyncio.sleep(1.0)
                 continue
             if events:
                 before = self.head
                 self.append(events)
+                # the next step's read goes on in the tail's thread while this step writes to subscribers
+                next_read = log.read(self.head, 1000, started + self.min_step)
                 self._notify(self.step_listeners, before)
                 self._resolve()
-                stepped = loop.time()
-                continue
-            self._wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), self.poll_interval)
 
     async def _switched(self) -> bool:
         """Whether the store was switched over to a rebuilt one; if so, serve the old log to its end (from the
@@ -359,7 +333,8 @@ class ChangeHub:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REACH_TIMEOUT + self.min_step
         while self.head < cursor and loop.time() < deadline:
-            self._wakeup.set()
+            if self._log is not None:
+                self._log.hurry()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wait(), deadline - loop.time())
         return self.head
