@@ -182,13 +182,19 @@ class FanOut:
             del self.groups[group.key]
 
     def step(self, before: int) -> None:
-        """Write each group's messages for the changes after its position, up to the hub's head."""
+        """Write each group's messages for the changes after its position, up to the hub's head.
+
+        Groups whose messages cost the fewest bytes per change are written first (``brief`` ones: about a
+        quarter of ``summary``'s): a large step's writes take tens of milliseconds, and in that order more of
+        its deliveries are made early, without delaying the last byte of the step."""
         head = self.hub.head
         indexes: dict[int, PageIndex] = {}  # page's first cursor -> its index
+        ready: list[tuple[float, Group, list[Run], int]] = []  # bytes per change, group, its runs, its new position
         for group in list(self.groups.values()):
             change_filter, detail, batch = group.key
             position = group.position
             frames: list[Frame] = []
+            changes = 0
             while position < head:
                 page = self.hub.recent(position, PAGE)
                 if not page:  # not in memory any more (cannot happen to a live group): read it from the store
@@ -200,9 +206,16 @@ class FanOut:
                 among = index.among(change_filter)
                 if among is None or among:  # most groups of a step have nothing in it
                     frames += self.hub.messages(change_filter, page, batch, detail, among)
+                    changes += len(self.hub.selection(change_filter, page, among).events)
                 position = page[-1]["cursor"]
             if frames:
-                self._write(group, _runs(frames))
+                runs = _runs(frames)
+                ready.append((sum(len(data) for data, _, _ in runs) / max(changes, 1), group, runs, position))
+            else:
+                group.position = position
+        ready.sort(key=lambda item: item[0])
+        for _, group, runs, position in ready:
+            self._write(group, runs)
             group.position = position
 
     def beat(self) -> None:
