@@ -1,9 +1,10 @@
-"""Where the cores go while the pipeline runs: workers, their relay and project builder threads, PostgreSQL,
-Kafka, and everything else on the machine.
+"""Where the cores go while the pipeline runs: workers, their relay threads and project builder processes,
+PostgreSQL, Kafka, and everything else on the machine.
 
-The relay (streams/relay.py, with its Kafka producer's network thread) and the project builder are threads of
-a worker: py-spy names a worker's threads (``py-spy dump --json``), and their CPU time is read per thread from
-/proc. Without py-spy they are counted with the workers, and the table says so.
+The relay (streams/relay.py, with its Kafka producer's network thread) is a thread of a worker: py-spy names
+a worker's threads (``py-spy dump --json``), and their CPU time is read per thread from /proc. Without py-spy
+it is counted with the workers, and the table says so. The project builder is a child process of each worker
+(streams/project_builder.py): ``projects`` is the CPU of the workers' children.
 """
 
 from __future__ import annotations
@@ -20,7 +21,21 @@ import orjson
 
 from bench._common import CpuMeter
 
-THREADS = {"relay": ("ocds-relay", "kafka-python-producer"), "projects": ("ocds-projects",)}
+THREADS = {"relay": ("ocds-relay", "kafka-python-producer")}
+
+
+def children(workers: list[int]) -> Callable[[], list[int]]:
+    """The child processes of the workers: their project builders (and multiprocessing's resource tracker)."""
+    import psutil
+
+    def pids() -> list[int]:
+        out = []
+        for pid in workers:
+            with contextlib.suppress(psutil.Error):
+                out += [child.pid for child in psutil.Process(pid).children(recursive=True)]
+        return out
+
+    return pids
 
 
 def postgres_pids(data_directory: str) -> Callable[[], list[int]]:
@@ -81,15 +96,16 @@ def thread_seconds(pid: int, tids: list[int]) -> float:
 
 
 class SplitMeter(CpuMeter):
-    """A CpuMeter over workers, PostgreSQL and Kafka that also takes the workers' named threads apart:
-    ``workers`` is then what is left of the workers besides ``relay`` and ``projects``.
+    """A CpuMeter over workers, their project builders, PostgreSQL and Kafka that also takes the workers' relay
+    threads apart: ``workers`` is then what is left of the workers besides ``relay``.
 
     The threads are looked up at ``start`` and again at ``stop``; one that appeared in between (a worker that
     was still starting) counts with all its CPU time, which before its first batch is close to none."""
 
     def __init__(self, workers: list[int], data_directory: str, kafka_dir: Path) -> None:
         groups: dict[str, list[int] | Callable[[], list[int]]] = {
-            "workers": workers, "postgres": postgres_pids(data_directory), "kafka": kafka_pids(kafka_dir)}
+            "workers": workers, "projects": children(workers), "postgres": postgres_pids(data_directory),
+            "kafka": kafka_pids(kafka_dir)}
         super().__init__(groups)
         self.workers = workers
         self.found: dict[int, dict[str, list[int]]] = {}
@@ -121,7 +137,7 @@ class SplitMeter(CpuMeter):
         for group in THREADS:
             out[group] = spent[group] / wall
             out["workers"] -= out[group]
-        out["other"] = out["machine"] - sum(out[g] for g in ("workers", *THREADS, "postgres", "kafka"))
+        out["other"] = out["machine"] - sum(out[g] for g in ("workers", *THREADS, "projects", "postgres", "kafka"))
         return out
 
     @property

@@ -565,7 +565,7 @@ def main() -> int:
                     connected = planned.subscribers
                     print(f"{planned.path} path: {connected:,} subscribers connected in {time.time() - t0:.1f}s "
                           f"({failed} failed); {planned.rate:g} releases/s for {planned.seconds:g}s", flush=True)
-                    pids = {"worker": [worker.pid], "server": family(servers[planned.path].pid),
+                    pids = {"worker": family(worker.pid), "server": family(servers[planned.path].pid),
                             "idle server": [p for path, proc in servers.items() if path != planned.path
                                             for p in family(proc.pid)],
                             "subscriber clients": [c.pid for c in children]}

@@ -24,7 +24,7 @@ from core.schema import load_schema
 from core.settings import Settings
 from core.store.connection import connect
 from streams.processor import BatchProcessor, Incoming
-from streams.project_builder import ProjectBuilder
+from streams.project_builder import BuilderProcess
 from streams.relay import Relay
 
 logger = logging.getLogger("ocds_live.streams")
@@ -103,7 +103,7 @@ def create_app(settings: Settings) -> faust.App:
                                lambda: connect(settings))
     stopping = threading.Event()
     relay = Relay(settings, lambda: connect(settings))
-    builder = ProjectBuilder(settings, lambda: connect(settings), processor.profiles)
+    builder = BuilderProcess(settings)  # rebuilds projects in a process of its own (streams/project_builder.py)
 
     @app.agent(topic, concurrency=1)
     async def process(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:

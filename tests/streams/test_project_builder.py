@@ -3,6 +3,8 @@ runs at a time, and its share of the time is bounded."""
 
 from __future__ import annotations
 
+import multiprocessing as mp
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from core.settings import Settings
 from core.store import projects
 from core.store.connection import connect
 from core.store.locks import PROJECT_BUILDER_LOCK
-from streams.project_builder import ProjectBuilder, rest_after
+from streams.project_builder import BuilderProcess, ProjectBuilder, rest_after
 from tests.support import pipeline
 from tests.support import projects as support
 from tests.support.stack import base_settings, fresh_stack
@@ -153,3 +155,39 @@ def test_an_idle_stream_does_not_make_the_builder_rest(store: Settings, profiles
     assert _marks(store) == [], "the builder rested as if the stream were busy"
     assert pipeline.count(store, "projects") == 40
     assert support.stored_projects(store)["oc4ids-test01-P7"]["title"] == "Proyecto 7"
+
+
+@pytest.mark.integration
+def test_the_builder_process_builds_what_the_worker_marked_and_stops_when_asked(store: Settings,
+                                                                                real_data: Path) -> None:
+    """The worker's builder runs in a child process (off the stream's GIL): it builds the marked project, and
+    stop() ends the process and releases the builder's lock."""
+    feeder = support.Feeder(store)
+    try:
+        feeder.send(_naicm(real_data), batch=400, build=False)
+    finally:
+        feeder.close()
+    builder = BuilderProcess(store)
+    builder.start()
+    try:
+        deadline = time.monotonic() + 90
+        while _marks(store) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _marks(store) == [], "the builder process did not build the marked project within 90 s"
+        assert builder.pid is not None and builder.pid != os.getpid()
+    finally:
+        builder.stop()
+    assert not builder._process.is_alive()
+    assert len(support.project_events(store)[PID]) == 1
+    assert pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
+                          (PROJECT_BUILDER_LOCK,))[0][0] == 0
+
+
+def test_the_builder_process_stops_by_itself_when_its_worker_is_gone(store: Settings) -> None:
+    """A worker killed with -9 cannot stop its builder: the builder sees that its parent changed and stops."""
+    from streams import project_builder
+
+    stop = mp.get_context("spawn").Event()
+    started = time.monotonic()
+    project_builder._run(store, os.getppid() + 10**7, stop)  # a parent that is not ours: returns at the first check
+    assert time.monotonic() - started < 30 and not stop.is_set()
