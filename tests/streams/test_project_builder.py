@@ -43,6 +43,23 @@ def _naicm(real_data: Path) -> list[dict[str, object]]:
     return list(support.read_jsonl(real_data / "mx-gacm-naicm.releases.jsonl"))
 
 
+def _builder_locks(store: Settings, granted: bool = False) -> int:
+    """The project builder's advisory locks in the store's database (held, or also waited for)."""
+    rows = pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s AND "
+                                 "database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                                 "AND (granted OR NOT %s)", (PROJECT_BUILDER_LOCK, granted))
+    return int(rows[0][0])
+
+
+def _mark_naicm(store: Settings, real_data: Path) -> None:
+    """The NAICM releases through the processor, which marks their project without building it."""
+    feeder = support.Feeder(store)
+    try:
+        feeder.send(_naicm(real_data), batch=400, build=False)
+    finally:
+        feeder.close()
+
+
 def _marks(settings: Settings) -> list[tuple[str, int, str]]:
     return [(p, int(v), r) for p, v, r in pipeline.query(settings, "SELECT project_id, version, release_id "
                                                                    "FROM project_dirty ORDER BY project_id")]
@@ -82,11 +99,7 @@ def test_a_mark_older_than_the_stored_build_writes_nothing(store: Settings, real
                                                             profiles: Profiles) -> None:
     """A project rebuilt at a newer version (a publisher's supplied fields) after a batch marked it: the builder's
     round clears the mark without writing the older build or an event, and the events still chain."""
-    feeder = support.Feeder(store)
-    try:
-        feeder.send(_naicm(real_data), batch=400, build=False)
-    finally:
-        feeder.close()
+    _mark_naicm(store, real_data)
     conn = connect(store)
     try:
         assert projects.supply(conn, PID, "bulk", "46101", {"title": "Aeropuerto"}, "bulk", store, profiles)
@@ -105,11 +118,7 @@ def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Set
                                                                        profiles: Profiles) -> None:
     """Two builders (two workers' threads): one holds the advisory lock and builds the marked project, the other
     waits; stopping both leaves no lock behind."""
-    feeder = support.Feeder(store)
-    try:
-        feeder.send(_naicm(real_data), batch=400, build=False)
-    finally:
-        feeder.close()
+    _mark_naicm(store, real_data)
     builders = [ProjectBuilder(store, lambda: connect(store), profiles) for _ in range(2)]
     for b in builders:
         b.start()
@@ -118,15 +127,12 @@ def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Set
         while _marks(store) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _marks(store) == [], "the builder did not build the marked project within 60 s"
-        holders = pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s "
-                                        "AND granted", (PROJECT_BUILDER_LOCK,))
-        assert holders[0][0] == 1
+        assert _builder_locks(store, granted=True) == 1
     finally:
         for b in builders:
             b.stop()
     assert len(support.project_events(store)[PID]) == 1
-    assert pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
-                          (PROJECT_BUILDER_LOCK,))[0][0] == 0
+    assert _builder_locks(store) == 0
 
 
 @pytest.mark.integration
@@ -162,11 +168,7 @@ def test_the_builder_process_builds_what_the_worker_marked_and_stops_when_asked(
                                                                                 real_data: Path) -> None:
     """The worker's builder runs in a child process (off the stream's GIL): it builds the marked project, and
     stop() ends the process and releases the builder's lock."""
-    feeder = support.Feeder(store)
-    try:
-        feeder.send(_naicm(real_data), batch=400, build=False)
-    finally:
-        feeder.close()
+    _mark_naicm(store, real_data)
     builder = BuilderProcess(store)
     builder.start()
     try:
@@ -179,8 +181,7 @@ def test_the_builder_process_builds_what_the_worker_marked_and_stops_when_asked(
         builder.stop()
     assert not builder._process.is_alive()
     assert len(support.project_events(store)[PID]) == 1
-    assert pipeline.query(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = %s",
-                          (PROJECT_BUILDER_LOCK,))[0][0] == 0
+    assert _builder_locks(store) == 0
 
 
 def test_the_builder_process_stops_by_itself_when_its_worker_is_gone(store: Settings) -> None:
