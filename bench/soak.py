@@ -134,12 +134,7 @@ def _caught_up(settings: Settings, acked: dict[int, int], timeout: float) -> flo
 
 
 def _compiler(settings: Settings) -> Profiles:
-    from core.extensions import ExtensionResolver
-    from core.schema import load_schema
-
-    resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir, download=settings.extensions_download)
-    return Profiles(load_schema(settings.schema_dir, settings.cache_dir), resolver,
-                    max_bytes=settings.max_release_bytes, max_depth=settings.max_depth)
+    return Profiles.from_settings(settings)
 
 
 def run_soak(params: Params, base: Settings | None = None, say: Callable[[str], None] = print) -> SoakResult:

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ocdsextensionregistry import ProfileBuilder
 from ocdsextensionregistry.extension_version import ExtensionVersion
@@ -35,6 +35,9 @@ from core.extensions import ExtensionResolver
 from core.merge import RecordMerger
 from core.schema import OcdsSchema
 from core.validate import ReleaseValidator
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 logger = logging.getLogger("ocds_live.profiles")
 
@@ -119,6 +122,16 @@ class Profiles:
         self._validators: dict[Extensions, ReleaseValidator] = {}
         self._mergers: dict[tuple[Extensions, bool], RecordMerger] = {}
         self._lock = threading.RLock()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, core: OcdsSchema | None = None) -> Profiles:
+        """The profiles of a process: ``core`` (or the schema from the settings' folder or cache), extensions
+        resolved as the settings say, and the settings' limits on a release's size and depth."""
+        from core.schema import load_schema
+
+        resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir, download=settings.extensions_download)
+        return cls(core if core is not None else load_schema(settings.schema_dir, settings.cache_dir), resolver,
+                   max_bytes=settings.max_release_bytes, max_depth=settings.max_depth)
 
     def profile(self, extensions: Iterable[str] = ()) -> Profile:
         key = extension_set(extensions)

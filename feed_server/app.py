@@ -15,7 +15,6 @@ from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from core.exceptions import StoreUnavailableError
-from core.extensions import ExtensionResolver
 from core.pauses import PlannedCollections
 from core.profiles import Profiles
 from core.publishers import load_publishers
@@ -52,11 +51,8 @@ def create_app(settings: Settings) -> FastAPI:
         schema = await asyncio.to_thread(load_schema, settings.schema_dir, settings.cache_dir)
         # records store a checkpoint of the compiled release that readers bring up to date (core.store.reader),
         # each with the profile (core schema + extensions) its releases declare
-        resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir,
-                                     download=settings.extensions_download)
-        app.state.profiles = app.state.compiler = Profiles(schema, resolver, max_bytes=settings.max_release_bytes,
-                                                           max_depth=settings.max_depth)
-        hub = ChangeHub(db, app.state.compiler, url, min_step=settings.feed_step)
+        app.state.profiles = app.state.compiler = Profiles.from_settings(settings, schema)
+        hub = ChangeHub(db, app.state.compiler, min_step=settings.feed_step)
         await hub.start()
         app.state.settings, app.state.db, app.state.hub = settings, db, hub
         app.state.ingest = ingest.Ingest(settings, load_publishers(settings.publishers_file))

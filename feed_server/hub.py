@@ -150,12 +150,11 @@ class ChangeHub:
     multiply the frames each subscriber receives.
     """
 
-    def __init__(self, db: Database, compiler: CompilerSource, url: str | None = None, *, ring_size: int = 20_000,
+    def __init__(self, db: Database, compiler: CompilerSource, *, ring_size: int = 20_000,
                  poll_interval: float = 1.0, heartbeat: float = 15.0, cache_chars: int = 64_000_000,
                  min_step: float = 0.0) -> None:
         self.db = db
         self.compiler = compiler  # brings stored compiled releases up to date (detail=full)
-        self.url = url
         self._log: LogTail | None = None
         self.ring: deque[dict[str, Any]] = deque(maxlen=ring_size)
         self.head = 0
@@ -183,7 +182,7 @@ class ChangeHub:
     async def start(self) -> None:
         self.head = await self.db.run(reader.head)
         self.generation = await self.db.run(reader.generation)
-        self._log = LogTail(self.url or self.db.url, self.poll_interval)
+        self._log = LogTail(self.db.url, self.poll_interval)
         self._log.start()
         self._tasks = [asyncio.create_task(self._tail(self._log), name="change-hub"),
                        asyncio.create_task(self._beat(), name="change-hub-heartbeat")]

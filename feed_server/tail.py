@@ -33,7 +33,7 @@ logger = logging.getLogger("ocds_live.feed")
 
 CHANNEL = "ocds_changes"  # the stream processor NOTIFYs it in each transaction that appends changes
 Read = tuple[list[dict[str, Any]], float]  # the changes read, and when the read started (time.monotonic())
-_Request = tuple[int, int, float, asyncio.AbstractEventLoop, asyncio.Future[Read]]
+_Request = tuple[int, int, float, asyncio.Future[Read]]
 
 
 class LogTail:
@@ -68,9 +68,8 @@ class LogTail:
         """The changes with cursor > ``after`` (at most ``limit``), read no sooner than ``not_before`` (a
         ``time.monotonic()``) and once a commit was notified since the last read began (or ``poll_interval``
         passed without one: then possibly none). Only one read may be asked for at a time."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Read] = loop.create_future()
-        self._requests.put((after, limit, not_before, loop, future))
+        future: asyncio.Future[Read] = asyncio.get_running_loop().create_future()
+        self._requests.put((after, limit, not_before, future))
         return future
 
     def hurry(self) -> None:
@@ -89,7 +88,7 @@ class LogTail:
             request = self._requests.get()
             if request is None:
                 break
-            after, limit, not_before, loop, future = request
+            after, limit, not_before, future = request
             try:
                 if conn is None:
                     conn = self._connect()
@@ -114,7 +113,7 @@ class LogTail:
                 conn = None
                 self.listening.clear()
             with contextlib.suppress(RuntimeError):  # the loop is closed: the hub has stopped
-                loop.call_soon_threadsafe(_settle, future, result)
+                future.get_loop().call_soon_threadsafe(_settle, future, result)
         if conn is not None:
             with contextlib.suppress(Exception):
                 conn.close()

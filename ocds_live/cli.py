@@ -77,16 +77,12 @@ def _db(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _projects(settings: Settings, args: argparse.Namespace) -> int:
-    from core.extensions import ExtensionResolver
     from core.oc4ids import load_oc4ids_schema
     from core.profiles import Profiles
-    from core.schema import load_schema
     from core.store.connection import connect
     from core.store.projects import apply_file
 
-    resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir, download=settings.extensions_download)
-    profiles = Profiles(load_schema(settings.schema_dir, settings.cache_dir), resolver,
-                        max_bytes=settings.max_release_bytes, max_depth=settings.max_depth)
+    profiles = Profiles.from_settings(settings)
     conn = connect(settings)
     try:
         done = apply_file(conn, settings, load_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir), profiles)

@@ -19,7 +19,6 @@ import orjson
 
 from core.changes import detect
 from core.exceptions import Finding, MergeConflictError, Where
-from core.extensions import ExtensionResolver
 from core.kafka import HEADER_EXTENSIONS, HEADER_PUBLISHER, parse_extensions
 from core.merge import MergedRecord, RecordMerger, order_key
 from core.oc4ids import cached_oc4ids_schema
@@ -122,10 +121,7 @@ class BatchProcessor:
         self.settings = settings
         self.group = settings.app_id
         self.publishers = publishers
-        resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir,
-                                     download=settings.extensions_download)
-        self.profiles = Profiles(schema, resolver, max_bytes=settings.max_release_bytes,
-                                 max_depth=settings.max_depth)
+        self.profiles = Profiles.from_settings(settings, schema)
         # read at start-up: a worker that cannot have the OC4IDS schema fails now, with what to do, rather
         # than dead-lettering every batch that touches a project
         cached_oc4ids_schema(settings.oc4ids_dir, settings.cache_dir)

@@ -28,9 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from core.extensions import ExtensionResolver
 from core.profiles import CompilerSource, Profiles
-from core.schema import load_schema
 from core.settings import Settings
 from core.store import projects
 from core.store.connection import Connection, connect
@@ -127,10 +125,7 @@ def _run(settings: Settings, parent: int, stop: Any) -> None:
     """The builder process: build until asked to stop, or until the worker that started it is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the worker stops us
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s (project builder) %(message)s")
-    schema = load_schema(settings.schema_dir, settings.cache_dir)
-    resolver = ExtensionResolver(settings.extensions_dir, settings.cache_dir, download=settings.extensions_download)
-    profiles = Profiles(schema, resolver, max_bytes=settings.max_release_bytes, max_depth=settings.max_depth)
-    builder = ProjectBuilder(settings, lambda: connect(settings), profiles)
+    builder = ProjectBuilder(settings, lambda: connect(settings), Profiles.from_settings(settings))
     builder.start()
     try:
         while not stop.wait(BuilderProcess.PARENT_CHECK) and os.getppid() == parent:

@@ -19,7 +19,7 @@ async def _steps_while_committing(settings: Settings, compiler: RecordMerger, mi
     url = settings.database_url
     assert url is not None  # fresh_stack always names its database
     db = Database(url)
-    hub = ChangeHub(db, compiler, url, min_step=min_step, poll_interval=0.05)
+    hub = ChangeHub(db, compiler, min_step=min_step, poll_interval=0.05)
     await hub.start()
     heads: list[int] = []
 

@@ -51,6 +51,13 @@ def _builder_locks(store: Settings, granted: bool = False) -> int:
     return int(rows[0][0])
 
 
+def _wait_until_built(store: Settings, seconds: float) -> None:
+    """Until no project is marked any more, or ``seconds`` passed."""
+    deadline = time.monotonic() + seconds
+    while _marks(store) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
 def _mark_naicm(store: Settings, real_data: Path) -> None:
     """The NAICM releases through the processor, which marks their project without building it."""
     feeder = support.Feeder(store)
@@ -123,9 +130,7 @@ def test_one_builder_runs_at_a_time_and_builds_what_the_worker_marked(store: Set
     for b in builders:
         b.start()
     try:
-        deadline = time.monotonic() + 60
-        while _marks(store) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_until_built(store, 60)
         assert _marks(store) == [], "the builder did not build the marked project within 60 s"
         assert _builder_locks(store, granted=True) == 1
     finally:
@@ -153,9 +158,7 @@ def test_an_idle_stream_does_not_make_the_builder_rest(store: Settings, profiles
     builder = ProjectBuilder(quick, lambda: connect(quick), profiles)
     builder.start()
     try:
-        deadline = time.monotonic() + 20
-        while _marks(store) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _wait_until_built(store, 20)
     finally:
         builder.stop()
     assert _marks(store) == [], "the builder rested as if the stream were busy"
@@ -172,9 +175,7 @@ def test_the_builder_process_builds_what_the_worker_marked_and_stops_when_asked(
     builder = BuilderProcess(store)
     builder.start()
     try:
-        deadline = time.monotonic() + 90
-        while _marks(store) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        _wait_until_built(store, 90)
         assert _marks(store) == [], "the builder process did not build the marked project within 90 s"
         assert builder.pid is not None and builder.pid != os.getpid()
     finally:
